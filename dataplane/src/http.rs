@@ -1,0 +1,556 @@
+//! The HTTP/HTTPS reverse proxy on one client connection.
+//!
+//! Every request on a keep-alive connection is parsed, normalised and routed on its
+//! own (DESIGN.md "HTTP paths"): a client cannot reach a path no rule allows by
+//! sending it second. Target connections are kept per (target, port, TLS) within the
+//! client connection and reused. Bodies are forwarded as they come, framed by
+//! Content-Length or chunked encoding; a `101 Switching Protocols` answer to an
+//! upgrade request turns the connection into a tunnel ([`crate::relay`]).
+//!
+//! What the client gets from portico itself: 400 malformed or smuggling attempt, 403
+//! no rule for the path, 408 no complete request in time, 421 no such host, 431 head
+//! too large, 501 unsupported transfer coding, 502 target refused, failed or answered
+//! garbage, 504 target did not answer the connect in time.
+
+use std::net::{IpAddr, SocketAddr};
+use std::rc::Rc;
+use std::time::Instant;
+
+use futures_lite::{AsyncReadExt, AsyncWriteExt};
+use glommio::net::TcpStream;
+use portico_control::rules::HttpMiss;
+use portico_proto::http::{
+    parse_request, parse_response, write_forward_head, BodyFraming, ChunkedDecoder, ForwardInfo,
+    Limits, Method, RequestHead, ResponseHead,
+};
+use portico_proto::Sniff;
+
+use crate::conn::Conn;
+use crate::shard::ShardCtx;
+use crate::time::{until, within};
+
+/// Target connections kept per client connection.
+const MAX_TARGETS: usize = 8;
+const READ_CHUNK: usize = 16 * 1024;
+/// Longest request summary put in a log line.
+const SUMMARY_MAX: usize = 120;
+
+/// An error answer from portico itself.
+#[derive(Debug, Clone, Copy)]
+struct Refusal {
+    status: u16,
+    reason: &'static str,
+}
+
+fn status_text(status: u16) -> &'static str {
+    match status {
+        400 => "Bad Request",
+        403 => "Forbidden",
+        404 => "Not Found",
+        408 => "Request Timeout",
+        421 => "Misdirected Request",
+        431 => "Request Header Fields Too Large",
+        501 => "Not Implemented",
+        502 => "Bad Gateway",
+        504 => "Gateway Timeout",
+        _ => "Error",
+    }
+}
+
+struct Target {
+    addr: SocketAddr,
+    tls: bool,
+    conn: Conn,
+    /// Bytes read from the target and not yet forwarded.
+    buf: Vec<u8>,
+}
+
+struct Session {
+    ctx: Rc<ShardCtx>,
+    conn_id: u64,
+    peer: SocketAddr,
+    scheme: &'static str,
+    client: Conn,
+    /// Bytes read from the client and not yet consumed.
+    buf: Vec<u8>,
+    targets: Vec<Target>,
+    head_out: Vec<u8>,
+    scratch: Vec<u8>,
+    client_ip: String,
+}
+
+/// What to do after one exchange.
+enum Next {
+    KeepAlive,
+    Close,
+    /// The target at this index switched protocols: relay both ways.
+    Tunnel(usize),
+}
+
+/// Why reading a request head ended without a head.
+enum HeadEnd {
+    /// Clean close or idle keep-alive connection: nothing to say.
+    Quiet,
+    Refuse(Refusal),
+}
+
+pub async fn serve(ctx: Rc<ShardCtx>, conn_id: u64, client: Conn, peer: SocketAddr, scheme: &'static str) {
+    let mut s = Session {
+        ctx,
+        conn_id,
+        peer,
+        scheme,
+        client,
+        buf: Vec::with_capacity(4096),
+        targets: Vec::new(),
+        head_out: Vec::with_capacity(1024),
+        scratch: vec![0; READ_CHUNK],
+        client_ip: peer.ip().to_string(),
+    };
+    let mut first = true;
+    loop {
+        match s.exchange(first).await {
+            Next::KeepAlive => first = false,
+            Next::Close => break,
+            Next::Tunnel(i) => {
+                let idle = s.ctx.shared.rules().config.proxy.idle_timeout;
+                let target = s.targets.swap_remove(i);
+                let _ = crate::relay::tunnel(s.client, target.conn, idle).await;
+                return;
+            }
+        }
+    }
+    let _ = s.client.close().await;
+}
+
+impl Session {
+    fn source(&self) -> IpAddr {
+        self.peer.ip()
+    }
+
+    /// Read until a complete request head is buffered; the deadline is the header
+    /// timeout from the first byte (or from the start, on the first request).
+    async fn read_head(&mut self, first: bool, limits: &Limits) -> Result<RequestHead, HeadEnd> {
+        let cfg = self.ctx.shared.rules().config.clone();
+        let header_timeout = cfg.proxy.header_timeout;
+        let mut deadline = first.then(|| Instant::now() + header_timeout);
+        loop {
+            if !self.buf.is_empty() {
+                match parse_request(&self.buf, limits) {
+                    Sniff::Done(head) => return Ok(head),
+                    Sniff::Reject(r) => return Err(HeadEnd::Refuse(Refusal { status: r.status, reason: r.reason })),
+                    Sniff::Incomplete => {}
+                }
+                if deadline.is_none() {
+                    deadline = Some(Instant::now() + header_timeout);
+                }
+            }
+            let wait = match deadline {
+                Some(d) => d.saturating_duration_since(Instant::now()),
+                None => cfg.proxy.idle_timeout,
+            };
+            let start_len = self.buf.len();
+            self.buf.resize(start_len + READ_CHUNK, 0);
+            let read = within(wait, self.client.read(&mut self.buf[start_len..])).await;
+            match read {
+                Some(Ok(n)) if n > 0 => self.buf.truncate(start_len + n),
+                Some(_) => {
+                    // EOF or error from the client.
+                    self.buf.truncate(start_len);
+                    return Err(if start_len == 0 {
+                        HeadEnd::Quiet
+                    } else {
+                        HeadEnd::Refuse(Refusal { status: 400, reason: "connection closed mid-request" })
+                    });
+                }
+                None => {
+                    self.buf.truncate(start_len);
+                    if start_len == 0 && !first {
+                        return Err(HeadEnd::Quiet);
+                    }
+                    return Err(HeadEnd::Refuse(Refusal { status: 408, reason: "no complete request within the header timeout" }));
+                }
+            }
+        }
+    }
+
+    /// Answer with an error from portico, count the reject, log it.
+    async fn refuse(&mut self, r: Refusal, host: &str, summary: &str) -> Next {
+        self.ctx.reject(self.conn_id, self.source(), self.scheme, host, summary, r.reason);
+        let body = format!("{} {}: {}\n", r.status, status_text(r.status), r.reason);
+        let head = format!(
+            "HTTP/1.1 {} {}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            r.status,
+            status_text(r.status),
+            body.len()
+        );
+        let _ = self.client.write_all(head.as_bytes()).await;
+        let _ = self.client.write_all(body.as_bytes()).await;
+        let _ = self.client.flush().await;
+        Next::Close
+    }
+
+    fn summary(&self, head: &RequestHead) -> String {
+        let mut s = String::with_capacity(64);
+        for &b in self.buf.get(head.method_range.clone()).unwrap_or_default() {
+            s.push(b as char);
+        }
+        s.push(' ');
+        s.push_str(&head.path);
+        if let Some(q) = head.query.clone().and_then(|q| self.buf.get(q)) {
+            s.push('?');
+            for &b in q {
+                s.push(if b.is_ascii_graphic() { b as char } else { '?' });
+            }
+        }
+        if s.len() > SUMMARY_MAX {
+            s.truncate(SUMMARY_MAX);
+        }
+        s.push_str(if head.version_minor == 0 { " HTTP/1.0" } else { " HTTP/1.1" });
+        s
+    }
+
+    /// One request and its response.
+    async fn exchange(&mut self, first: bool) -> Next {
+        let rules = self.ctx.shared.rules();
+        let proxy = &rules.config.proxy;
+        let limits = Limits { max_head: proxy.header_limit, ..Limits::default() };
+        let head = match self.read_head(first, &limits).await {
+            Ok(h) => h,
+            Err(HeadEnd::Quiet) => return Next::Close,
+            Err(HeadEnd::Refuse(r)) => return self.refuse(r, "", "").await,
+        };
+        let summary = self.summary(&head);
+        let tls_leg = self.client.is_tls();
+
+        // Route on the normalised path.
+        let (addr, verify, host_name) = match rules.rules.route_http(&head.host, &head.path) {
+            Ok((host, rule)) => {
+                let addr = if tls_leg { rule.to.tls_addr() } else { rule.to.tcp_addr() };
+                match addr {
+                    Some(a) => (a, host.verify_target, host.name.clone()),
+                    None => {
+                        let reason = if tls_leg { "rule has no tls port" } else { "rule has no tcp port" };
+                        return self.refuse(Refusal { status: 403, reason }, &head.host, &summary).await;
+                    }
+                }
+            }
+            Err(HttpMiss::NoHost) => {
+                let r = Refusal { status: 421, reason: "no such host" };
+                return self.refuse(r, &head.host, &summary).await;
+            }
+            Err(HttpMiss::NoRule) => {
+                let r = Refusal { status: 403, reason: "no rule for this path" };
+                return self.refuse(r, &head.host, &summary).await;
+            }
+        };
+        let connect_timeout = proxy.connect_timeout;
+        let idle = proxy.idle_timeout;
+        drop(rules);
+
+        // The request head as forwarded.
+        let info = ForwardInfo { client_ip: &self.client_ip, proto: self.scheme };
+        write_forward_head(&self.buf, &head, &info, &mut self.head_out);
+        self.buf.drain(..head.head_len.min(self.buf.len()));
+
+        // A target connection: reused, or new. A reused one may have been closed by
+        // the target meanwhile; a request without body is then sent again once on a
+        // new connection.
+        let mut attempt = 0;
+        let (index, new) = loop {
+            attempt += 1;
+            let (index, new) = match self.target(addr, tls_leg, verify, &host_name, connect_timeout).await {
+                Ok(x) => x,
+                Err(r) => return self.refuse(r, &head.host, &summary).await,
+            };
+            let sent = match self.targets.get_mut(index) {
+                Some(t) => t.conn.write_all(&self.head_out).await.and(t.conn.flush().await),
+                None => return Next::Close,
+            };
+            match sent {
+                Ok(()) => break (index, new),
+                Err(_) if !new && attempt == 1 => {
+                    self.targets.swap_remove(index);
+                }
+                Err(_) => {
+                    self.targets.swap_remove(index);
+                    let r = Refusal { status: 502, reason: "target closed the connection" };
+                    return self.refuse(r, &head.host, &summary).await;
+                }
+            }
+        };
+        if head.expect_continue && head.framing != BodyFraming::None {
+            let _ = self.client.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").await;
+            let _ = self.client.flush().await;
+        }
+        self.ctx.forwarded(self.conn_id, self.source(), self.scheme, &head.host, &summary, addr, new);
+
+        if let Err(r) = self.forward_request_body(index, head.framing, idle).await {
+            self.targets.swap_remove(index);
+            if let Some(r) = r {
+                return self.refuse(r, &head.host, &summary).await;
+            }
+            return Next::Close;
+        }
+
+        // The response: interim 1xx answers are passed on, then the final one.
+        let resp = match self.read_response_head(index, head.method, idle).await {
+            Ok(r) => r,
+            Err(r) => {
+                self.targets.swap_remove(index);
+                return self.refuse(r, &head.host, &summary).await;
+            }
+        };
+        if resp.status == 101 {
+            if !head.upgrade {
+                self.targets.swap_remove(index);
+                let r = Refusal { status: 502, reason: "target switched protocols unasked" };
+                return self.refuse(r, &head.host, &summary).await;
+            }
+            if self.flush_upgrade(index, &resp).await.is_err() {
+                return Next::Close;
+            }
+            return Next::Tunnel(index);
+        }
+        match self.forward_response(index, &resp, idle).await {
+            Ok(()) => {}
+            Err(()) => {
+                self.targets.swap_remove(index);
+                return Next::Close;
+            }
+        }
+        let target_keeps = resp.keep_alive && resp.framing != BodyFraming::UntilClose;
+        if !target_keeps {
+            self.targets.swap_remove(index);
+        }
+        if head.keep_alive && resp.framing != BodyFraming::UntilClose {
+            Next::KeepAlive
+        } else {
+            Next::Close
+        }
+    }
+
+    /// Find or open the target connection for (addr, tls); returns its index and
+    /// whether it is new.
+    async fn target(
+        &mut self,
+        addr: SocketAddr,
+        tls: bool,
+        verify: bool,
+        host_name: &str,
+        connect_timeout: std::time::Duration,
+    ) -> Result<(usize, bool), Refusal> {
+        if let Some(i) = self.targets.iter().position(|t| t.addr == addr && t.tls == tls) {
+            return Ok((i, false));
+        }
+        let stream = match within(connect_timeout, TcpStream::connect(addr)).await {
+            Some(Ok(s)) => s,
+            Some(Err(_)) => return Err(Refusal { status: 502, reason: "target refused the connection" }),
+            None => return Err(Refusal { status: 504, reason: "target did not answer in time" }),
+        };
+        let _ = stream.set_nodelay(true);
+        let conn = if tls {
+            let config = self.ctx.target_tls.for_host(verify).clone();
+            let name = crate::tls::target_server_name(host_name, addr.ip());
+            let connector = futures_rustls::TlsConnector::from(config);
+            match within(connect_timeout, connector.connect(name, stream)).await {
+                Some(Ok(s)) => Conn::TlsClient(Box::new(s)),
+                Some(Err(_)) => return Err(Refusal { status: 502, reason: "TLS to target failed" }),
+                None => return Err(Refusal { status: 504, reason: "TLS to target timed out" }),
+            }
+        } else {
+            Conn::Plain(stream)
+        };
+        if self.targets.len() >= MAX_TARGETS {
+            self.targets.remove(0);
+        }
+        self.targets.push(Target { addr, tls, conn, buf: Vec::new() });
+        Ok((self.targets.len() - 1, true))
+    }
+
+    /// Forward the request body from the client to target `index`.
+    /// `Err(Some(r))`: answer `r`; `Err(None)`: just close.
+    async fn forward_request_body(
+        &mut self,
+        index: usize,
+        framing: BodyFraming,
+        idle: std::time::Duration,
+    ) -> Result<(), Option<Refusal>> {
+        let Some(t) = self.targets.get_mut(index) else { return Err(None) };
+        match framing {
+            BodyFraming::None | BodyFraming::UntilClose => Ok(()),
+            BodyFraming::Length(mut left) => {
+                let take = (left.min(self.buf.len() as u64)) as usize;
+                if take > 0 {
+                    t.conn.write_all(&self.buf[..take]).await.map_err(|_| None)?;
+                    self.buf.drain(..take);
+                    left -= take as u64;
+                }
+                while left > 0 {
+                    let want = (left.min(READ_CHUNK as u64)) as usize;
+                    let n = match within(idle, self.client.read(&mut self.scratch[..want])).await {
+                        Some(Ok(n)) if n > 0 => n,
+                        _ => return Err(None),
+                    };
+                    t.conn.write_all(&self.scratch[..n]).await.map_err(|_| None)?;
+                    left -= n as u64;
+                }
+                t.conn.flush().await.map_err(|_| None)
+            }
+            BodyFraming::Chunked => {
+                let mut decoder = ChunkedDecoder::new();
+                loop {
+                    if self.buf.is_empty() {
+                        self.buf.resize(READ_CHUNK, 0);
+                        match within(idle, self.client.read(&mut self.buf)).await {
+                            Some(Ok(n)) if n > 0 => self.buf.truncate(n),
+                            _ => {
+                                self.buf.clear();
+                                return Err(None);
+                            }
+                        }
+                    }
+                    let progress = decoder
+                        .feed(&self.buf)
+                        .map_err(|r| Some(Refusal { status: r.status, reason: r.reason }))?;
+                    let used = progress.consumed.min(self.buf.len());
+                    t.conn.write_all(&self.buf[..used]).await.map_err(|_| None)?;
+                    self.buf.drain(..used);
+                    if progress.done {
+                        return t.conn.flush().await.map_err(|_| None);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Read the final response head from target `index`, passing interim 1xx
+    /// responses (other than 101) to the client.
+    async fn read_response_head(
+        &mut self,
+        index: usize,
+        method: Method,
+        idle: std::time::Duration,
+    ) -> Result<ResponseHead, Refusal> {
+        let limits = Limits::default();
+        let deadline = Instant::now() + idle;
+        let Some(t) = self.targets.get_mut(index) else {
+            return Err(Refusal { status: 502, reason: "target lost" });
+        };
+        loop {
+            if !t.buf.is_empty() {
+                match parse_response(&t.buf, method, &limits) {
+                    Sniff::Done(resp) if (100..200).contains(&resp.status) && resp.status != 101 => {
+                        let n = resp.head_len.min(t.buf.len());
+                        let _ = self.client.write_all(&t.buf[..n]).await;
+                        let _ = self.client.flush().await;
+                        t.buf.drain(..n);
+                        continue;
+                    }
+                    Sniff::Done(resp) => return Ok(resp),
+                    Sniff::Reject(_) => {
+                        return Err(Refusal { status: 502, reason: "target sent a malformed response" })
+                    }
+                    Sniff::Incomplete => {}
+                }
+            }
+            let start = t.buf.len();
+            t.buf.resize(start + READ_CHUNK, 0);
+            match until(deadline, t.conn.read(&mut t.buf[start..])).await {
+                Some(Ok(n)) if n > 0 => t.buf.truncate(start + n),
+                Some(_) => {
+                    t.buf.truncate(start);
+                    return Err(Refusal { status: 502, reason: "target closed without answering" });
+                }
+                None => {
+                    t.buf.truncate(start);
+                    return Err(Refusal { status: 504, reason: "target did not answer in time" });
+                }
+            }
+        }
+    }
+
+    /// Pass the 101 head and any bytes already read past it both ways.
+    async fn flush_upgrade(&mut self, index: usize, resp: &ResponseHead) -> std::io::Result<()> {
+        let Some(t) = self.targets.get_mut(index) else { return Err(std::io::ErrorKind::NotFound.into()) };
+        self.client.write_all(&t.buf).await?;
+        let _ = resp;
+        t.buf.clear();
+        self.client.flush().await?;
+        if !self.buf.is_empty() {
+            t.conn.write_all(&self.buf).await?;
+            t.conn.flush().await?;
+            self.buf.clear();
+        }
+        Ok(())
+    }
+
+    /// Forward the final response head and its body to the client.
+    async fn forward_response(
+        &mut self,
+        index: usize,
+        resp: &ResponseHead,
+        idle: std::time::Duration,
+    ) -> Result<(), ()> {
+        let Some(t) = self.targets.get_mut(index) else { return Err(()) };
+        let head_len = resp.head_len.min(t.buf.len());
+        self.client.write_all(&t.buf[..head_len]).await.map_err(|_| ())?;
+        t.buf.drain(..head_len);
+        match resp.framing {
+            BodyFraming::None => {}
+            BodyFraming::Length(mut left) => {
+                let take = (left.min(t.buf.len() as u64)) as usize;
+                if take > 0 {
+                    self.client.write_all(&t.buf[..take]).await.map_err(|_| ())?;
+                    t.buf.drain(..take);
+                    left -= take as u64;
+                }
+                while left > 0 {
+                    let want = (left.min(READ_CHUNK as u64)) as usize;
+                    let n = match within(idle, t.conn.read(&mut self.scratch[..want])).await {
+                        Some(Ok(n)) if n > 0 => n,
+                        _ => return Err(()),
+                    };
+                    self.client.write_all(&self.scratch[..n]).await.map_err(|_| ())?;
+                    left -= n as u64;
+                }
+            }
+            BodyFraming::Chunked => {
+                let mut decoder = ChunkedDecoder::new();
+                loop {
+                    if t.buf.is_empty() {
+                        t.buf.resize(READ_CHUNK, 0);
+                        match within(idle, t.conn.read(&mut t.buf)).await {
+                            Some(Ok(n)) if n > 0 => t.buf.truncate(n),
+                            _ => {
+                                t.buf.clear();
+                                return Err(());
+                            }
+                        }
+                    }
+                    let progress = decoder.feed(&t.buf).map_err(|_| ())?;
+                    let used = progress.consumed.min(t.buf.len());
+                    self.client.write_all(&t.buf[..used]).await.map_err(|_| ())?;
+                    t.buf.drain(..used);
+                    if progress.done {
+                        break;
+                    }
+                }
+            }
+            BodyFraming::UntilClose => {
+                if !t.buf.is_empty() {
+                    self.client.write_all(&t.buf).await.map_err(|_| ())?;
+                    t.buf.clear();
+                }
+                loop {
+                    match within(idle, t.conn.read(&mut self.scratch)).await {
+                        Some(Ok(0)) => break,
+                        Some(Ok(n)) => self.client.write_all(&self.scratch[..n]).await.map_err(|_| ())?,
+                        _ => return Err(()),
+                    }
+                }
+            }
+        }
+        self.client.flush().await.map_err(|_| ())
+    }
+}

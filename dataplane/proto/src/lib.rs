@@ -7,7 +7,10 @@
 //!
 //! Every sniffer answers with [`Sniff`]: need more bytes, a result, or a reject with
 //! a reason. Nothing reachable from network input panics.
-#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
 
 pub mod http;
 pub mod path;

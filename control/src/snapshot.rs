@@ -30,7 +30,11 @@ impl Shared {
     pub fn new(config: Arc<Config>) -> Arc<Shared> {
         let rules = RuleTable::from_config(&config);
         Arc::new(Shared {
-            rules: ArcSwap::from_pointee(RuleSnapshot { generation: 1, config, rules }),
+            rules: ArcSwap::from_pointee(RuleSnapshot {
+                generation: 1,
+                config,
+                rules,
+            }),
             blacklist: ArcSwap::from_pointee(Blacklist::default()),
         })
     }

@@ -32,21 +32,38 @@ impl Conn {
 macro_rules! delegate {
     ($self:ident, $s:ident => $e:expr) => {
         match $self.get_mut() {
-            Conn::Plain($s) => { let $s = Pin::new($s); $e }
-            Conn::TlsServer($s) => { let $s = Pin::new(&mut **$s); $e }
-            Conn::TlsClient($s) => { let $s = Pin::new(&mut **$s); $e }
+            Conn::Plain($s) => {
+                let $s = Pin::new($s);
+                $e
+            }
+            Conn::TlsServer($s) => {
+                let $s = Pin::new(&mut **$s);
+                $e
+            }
+            Conn::TlsClient($s) => {
+                let $s = Pin::new(&mut **$s);
+                $e
+            }
         }
     };
 }
 
 impl AsyncRead for Conn {
-    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<io::Result<usize>> {
         delegate!(self, s => s.poll_read(cx, buf))
     }
 }
 
 impl AsyncWrite for Conn {
-    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
         delegate!(self, s => s.poll_write(cx, buf))
     }
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {

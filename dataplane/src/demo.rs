@@ -22,9 +22,18 @@ pub struct StandIn {
 }
 
 pub const BOXES: [StandIn; 3] = [
-    StandIn { name: "master PBX", ip: "127.31.31.2" },
-    StandIn { name: "slave PBX", ip: "127.31.31.3" },
-    StandIn { name: "app platform", ip: "127.31.31.12" },
+    StandIn {
+        name: "master PBX",
+        ip: "127.31.31.2",
+    },
+    StandIn {
+        name: "slave PBX",
+        ip: "127.31.31.3",
+    },
+    StandIn {
+        name: "app platform",
+        ip: "127.31.31.12",
+    },
 ];
 
 /// Ports the stand-ins listen on (plain, TLS): the targets' "80" and "443".
@@ -83,28 +92,37 @@ http = [
 }
 
 /// Start one stand-in on `addr`; `tls` when it should speak TLS (self-signed).
-pub fn spawn_stand_in(name: &'static str, addr: SocketAddr, tls: Option<Arc<rustls::ServerConfig>>) -> Result<()> {
-    let listener = TcpListener::bind(addr).with_context(|| format!("stand-in {name}: cannot listen on {addr}"))?;
-    std::thread::Builder::new().name(format!("stand-in {addr}")).spawn(move || {
-        for stream in listener.incoming().flatten() {
-            let tls = tls.clone();
-            let _ = std::thread::Builder::new().spawn(move || {
-                let _ = stream.set_nodelay(true);
-                let _ = stream.set_read_timeout(Some(Duration::from_secs(60)));
-                match tls {
-                    Some(cfg) => {
-                        let Ok(conn) = rustls::ServerConnection::new(cfg) else { return };
-                        let mut s = rustls::StreamOwned::new(conn, stream);
-                        stand_in_session(name, &mut s);
+pub fn spawn_stand_in(
+    name: &'static str,
+    addr: SocketAddr,
+    tls: Option<Arc<rustls::ServerConfig>>,
+) -> Result<()> {
+    let listener = TcpListener::bind(addr)
+        .with_context(|| format!("stand-in {name}: cannot listen on {addr}"))?;
+    std::thread::Builder::new()
+        .name(format!("stand-in {addr}"))
+        .spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let tls = tls.clone();
+                let _ = std::thread::Builder::new().spawn(move || {
+                    let _ = stream.set_nodelay(true);
+                    let _ = stream.set_read_timeout(Some(Duration::from_secs(60)));
+                    match tls {
+                        Some(cfg) => {
+                            let Ok(conn) = rustls::ServerConnection::new(cfg) else {
+                                return;
+                            };
+                            let mut s = rustls::StreamOwned::new(conn, stream);
+                            stand_in_session(name, &mut s);
+                        }
+                        None => {
+                            let mut s = stream;
+                            stand_in_session(name, &mut s);
+                        }
                     }
-                    None => {
-                        let mut s = stream;
-                        stand_in_session(name, &mut s);
-                    }
-                }
-            });
-        }
-    })?;
+                });
+            }
+        })?;
     Ok(())
 }
 
@@ -135,7 +153,9 @@ fn stand_in_session<S: Read + Write>(name: &str, s: &mut S) {
                     let has = |name: &str, token: &str| {
                         req.headers.iter().any(|h| {
                             h.name.eq_ignore_ascii_case(name)
-                                && String::from_utf8_lossy(h.value).to_ascii_lowercase().contains(token)
+                                && String::from_utf8_lossy(h.value)
+                                    .to_ascii_lowercase()
+                                    .contains(token)
                         })
                     };
                     let upgrade = has("upgrade", "websocket");
@@ -144,7 +164,13 @@ fn stand_in_session<S: Read + Write>(name: &str, s: &mut S) {
                         .headers
                         .iter()
                         .find(|h| h.name.eq_ignore_ascii_case("content-length"))
-                        .and_then(|h| std::str::from_utf8(h.value).ok()?.trim().parse::<usize>().ok())
+                        .and_then(|h| {
+                            std::str::from_utf8(h.value)
+                                .ok()?
+                                .trim()
+                                .parse::<usize>()
+                                .ok()
+                        })
                         .unwrap_or(0);
                     break (n, path, upgrade, body_len, close);
                 }
@@ -196,7 +222,11 @@ fn stand_in_session<S: Read + Write>(name: &str, s: &mut S) {
             body.len(),
             if close { "Connection: close\r\n" } else { "" }
         );
-        if s.write_all(head.as_bytes()).and_then(|_| s.write_all(body.as_bytes())).and_then(|_| s.flush()).is_err() {
+        if s.write_all(head.as_bytes())
+            .and_then(|_| s.write_all(body.as_bytes()))
+            .and_then(|_| s.flush())
+            .is_err()
+        {
             return;
         }
         if close {

@@ -26,7 +26,7 @@ use portico_proto::http::{
 use portico_proto::Sniff;
 
 use crate::conn::Conn;
-use crate::shard::ShardCtx;
+use crate::shard::{Decision, ShardCtx};
 use crate::time::{until, within};
 
 /// Target connections kept per client connection.
@@ -94,7 +94,13 @@ enum HeadEnd {
     Refuse(Refusal),
 }
 
-pub async fn serve(ctx: Rc<ShardCtx>, conn_id: u64, client: Conn, peer: SocketAddr, scheme: &'static str) {
+pub async fn serve(
+    ctx: Rc<ShardCtx>,
+    conn_id: u64,
+    client: Conn,
+    peer: SocketAddr,
+    scheme: &'static str,
+) {
     let mut s = Session {
         ctx,
         conn_id,
@@ -138,7 +144,12 @@ impl Session {
             if !self.buf.is_empty() {
                 match parse_request(&self.buf, limits) {
                     Sniff::Done(head) => return Ok(head),
-                    Sniff::Reject(r) => return Err(HeadEnd::Refuse(Refusal { status: r.status, reason: r.reason })),
+                    Sniff::Reject(r) => {
+                        return Err(HeadEnd::Refuse(Refusal {
+                            status: r.status,
+                            reason: r.reason,
+                        }))
+                    }
                     Sniff::Incomplete => {}
                 }
                 if deadline.is_none() {
@@ -160,7 +171,10 @@ impl Session {
                     return Err(if start_len == 0 {
                         HeadEnd::Quiet
                     } else {
-                        HeadEnd::Refuse(Refusal { status: 400, reason: "connection closed mid-request" })
+                        HeadEnd::Refuse(Refusal {
+                            status: 400,
+                            reason: "connection closed mid-request",
+                        })
                     });
                 }
                 None => {
@@ -168,7 +182,10 @@ impl Session {
                     if start_len == 0 && !first {
                         return Err(HeadEnd::Quiet);
                     }
-                    return Err(HeadEnd::Refuse(Refusal { status: 408, reason: "no complete request within the header timeout" }));
+                    return Err(HeadEnd::Refuse(Refusal {
+                        status: 408,
+                        reason: "no complete request within the header timeout",
+                    }));
                 }
             }
         }
@@ -176,7 +193,14 @@ impl Session {
 
     /// Answer with an error from portico, count the reject, log it.
     async fn refuse(&mut self, r: Refusal, host: &str, summary: &str) -> Next {
-        self.ctx.reject(self.conn_id, self.source(), self.scheme, host, summary, r.reason);
+        let d = Decision {
+            conn_id: self.conn_id,
+            source: self.source(),
+            scheme: self.scheme,
+            host,
+            summary,
+        };
+        self.ctx.reject(&d, r.reason);
         let body = format!("{} {}: {}\n", r.status, status_text(r.status), r.reason);
         let head = format!(
             "HTTP/1.1 {} {}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
@@ -206,7 +230,11 @@ impl Session {
         if s.len() > SUMMARY_MAX {
             s.truncate(SUMMARY_MAX);
         }
-        s.push_str(if head.version_minor == 0 { " HTTP/1.0" } else { " HTTP/1.1" });
+        s.push_str(if head.version_minor == 0 {
+            " HTTP/1.0"
+        } else {
+            " HTTP/1.1"
+        });
         s
     }
 
@@ -214,7 +242,10 @@ impl Session {
     async fn exchange(&mut self, first: bool) -> Next {
         let rules = self.ctx.shared.rules();
         let proxy = &rules.config.proxy;
-        let limits = Limits { max_head: proxy.header_limit, ..Limits::default() };
+        let limits = Limits {
+            max_head: proxy.header_limit,
+            ..Limits::default()
+        };
         let head = match self.read_head(first, &limits).await {
             Ok(h) => h,
             Err(HeadEnd::Quiet) => return Next::Close,
@@ -226,21 +257,44 @@ impl Session {
         // Route on the normalised path.
         let (addr, verify, host_name) = match rules.rules.route_http(&head.host, &head.path) {
             Ok((host, rule)) => {
-                let addr = if tls_leg { rule.to.tls_addr() } else { rule.to.tcp_addr() };
+                let addr = if tls_leg {
+                    rule.to.tls_addr()
+                } else {
+                    rule.to.tcp_addr()
+                };
                 match addr {
                     Some(a) => (a, host.verify_target, host.name.clone()),
                     None => {
-                        let reason = if tls_leg { "rule has no tls port" } else { "rule has no tcp port" };
-                        return self.refuse(Refusal { status: 403, reason }, &head.host, &summary).await;
+                        let reason = if tls_leg {
+                            "rule has no tls port"
+                        } else {
+                            "rule has no tcp port"
+                        };
+                        return self
+                            .refuse(
+                                Refusal {
+                                    status: 403,
+                                    reason,
+                                },
+                                &head.host,
+                                &summary,
+                            )
+                            .await;
                     }
                 }
             }
             Err(HttpMiss::NoHost) => {
-                let r = Refusal { status: 421, reason: "no such host" };
+                let r = Refusal {
+                    status: 421,
+                    reason: "no such host",
+                };
                 return self.refuse(r, &head.host, &summary).await;
             }
             Err(HttpMiss::NoRule) => {
-                let r = Refusal { status: 403, reason: "no rule for this path" };
+                let r = Refusal {
+                    status: 403,
+                    reason: "no rule for this path",
+                };
                 return self.refuse(r, &head.host, &summary).await;
             }
         };
@@ -249,7 +303,10 @@ impl Session {
         drop(rules);
 
         // The request head as forwarded.
-        let info = ForwardInfo { client_ip: &self.client_ip, proto: self.scheme };
+        let info = ForwardInfo {
+            client_ip: &self.client_ip,
+            proto: self.scheme,
+        };
         write_forward_head(&self.buf, &head, &info, &mut self.head_out);
         self.buf.drain(..head.head_len.min(self.buf.len()));
 
@@ -259,12 +316,19 @@ impl Session {
         let mut attempt = 0;
         let (index, new) = loop {
             attempt += 1;
-            let (index, new) = match self.target(addr, tls_leg, verify, &host_name, connect_timeout).await {
+            let (index, new) = match self
+                .target(addr, tls_leg, verify, &host_name, connect_timeout)
+                .await
+            {
                 Ok(x) => x,
                 Err(r) => return self.refuse(r, &head.host, &summary).await,
             };
             let sent = match self.targets.get_mut(index) {
-                Some(t) => t.conn.write_all(&self.head_out).await.and(t.conn.flush().await),
+                Some(t) => t
+                    .conn
+                    .write_all(&self.head_out)
+                    .await
+                    .and(t.conn.flush().await),
                 None => return Next::Close,
             };
             match sent {
@@ -274,16 +338,29 @@ impl Session {
                 }
                 Err(_) => {
                     self.targets.swap_remove(index);
-                    let r = Refusal { status: 502, reason: "target closed the connection" };
+                    let r = Refusal {
+                        status: 502,
+                        reason: "target closed the connection",
+                    };
                     return self.refuse(r, &head.host, &summary).await;
                 }
             }
         };
         if head.expect_continue && head.framing != BodyFraming::None {
-            let _ = self.client.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").await;
+            let _ = self
+                .client
+                .write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
+                .await;
             let _ = self.client.flush().await;
         }
-        self.ctx.forwarded(self.conn_id, self.source(), self.scheme, &head.host, &summary, addr, new);
+        let d = Decision {
+            conn_id: self.conn_id,
+            source: self.source(),
+            scheme: self.scheme,
+            host: &head.host,
+            summary: &summary,
+        };
+        self.ctx.forwarded(&d, addr, new);
 
         if let Err(r) = self.forward_request_body(index, head.framing, idle).await {
             self.targets.swap_remove(index);
@@ -304,7 +381,10 @@ impl Session {
         if resp.status == 101 {
             if !head.upgrade {
                 self.targets.swap_remove(index);
-                let r = Refusal { status: 502, reason: "target switched protocols unasked" };
+                let r = Refusal {
+                    status: 502,
+                    reason: "target switched protocols unasked",
+                };
                 return self.refuse(r, &head.host, &summary).await;
             }
             if self.flush_upgrade(index, &resp).await.is_err() {
@@ -340,13 +420,27 @@ impl Session {
         host_name: &str,
         connect_timeout: std::time::Duration,
     ) -> Result<(usize, bool), Refusal> {
-        if let Some(i) = self.targets.iter().position(|t| t.addr == addr && t.tls == tls) {
+        if let Some(i) = self
+            .targets
+            .iter()
+            .position(|t| t.addr == addr && t.tls == tls)
+        {
             return Ok((i, false));
         }
         let stream = match within(connect_timeout, TcpStream::connect(addr)).await {
             Some(Ok(s)) => s,
-            Some(Err(_)) => return Err(Refusal { status: 502, reason: "target refused the connection" }),
-            None => return Err(Refusal { status: 504, reason: "target did not answer in time" }),
+            Some(Err(_)) => {
+                return Err(Refusal {
+                    status: 502,
+                    reason: "target refused the connection",
+                })
+            }
+            None => {
+                return Err(Refusal {
+                    status: 504,
+                    reason: "target did not answer in time",
+                })
+            }
         };
         let _ = stream.set_nodelay(true);
         let conn = if tls {
@@ -355,8 +449,18 @@ impl Session {
             let connector = futures_rustls::TlsConnector::from(config);
             match within(connect_timeout, connector.connect(name, stream)).await {
                 Some(Ok(s)) => Conn::TlsClient(Box::new(s)),
-                Some(Err(_)) => return Err(Refusal { status: 502, reason: "TLS to target failed" }),
-                None => return Err(Refusal { status: 504, reason: "TLS to target timed out" }),
+                Some(Err(_)) => {
+                    return Err(Refusal {
+                        status: 502,
+                        reason: "TLS to target failed",
+                    })
+                }
+                None => {
+                    return Err(Refusal {
+                        status: 504,
+                        reason: "TLS to target timed out",
+                    })
+                }
             }
         } else {
             Conn::Plain(stream)
@@ -364,7 +468,12 @@ impl Session {
         if self.targets.len() >= MAX_TARGETS {
             self.targets.remove(0);
         }
-        self.targets.push(Target { addr, tls, conn, buf: Vec::new() });
+        self.targets.push(Target {
+            addr,
+            tls,
+            conn,
+            buf: Vec::new(),
+        });
         Ok((self.targets.len() - 1, true))
     }
 
@@ -376,13 +485,18 @@ impl Session {
         framing: BodyFraming,
         idle: std::time::Duration,
     ) -> Result<(), Option<Refusal>> {
-        let Some(t) = self.targets.get_mut(index) else { return Err(None) };
+        let Some(t) = self.targets.get_mut(index) else {
+            return Err(None);
+        };
         match framing {
             BodyFraming::None | BodyFraming::UntilClose => Ok(()),
             BodyFraming::Length(mut left) => {
                 let take = (left.min(self.buf.len() as u64)) as usize;
                 if take > 0 {
-                    t.conn.write_all(&self.buf[..take]).await.map_err(|_| None)?;
+                    t.conn
+                        .write_all(&self.buf[..take])
+                        .await
+                        .map_err(|_| None)?;
                     self.buf.drain(..take);
                     left -= take as u64;
                 }
@@ -392,7 +506,10 @@ impl Session {
                         Some(Ok(n)) if n > 0 => n,
                         _ => return Err(None),
                     };
-                    t.conn.write_all(&self.scratch[..n]).await.map_err(|_| None)?;
+                    t.conn
+                        .write_all(&self.scratch[..n])
+                        .await
+                        .map_err(|_| None)?;
                     left -= n as u64;
                 }
                 t.conn.flush().await.map_err(|_| None)
@@ -410,11 +527,17 @@ impl Session {
                             }
                         }
                     }
-                    let progress = decoder
-                        .feed(&self.buf)
-                        .map_err(|r| Some(Refusal { status: r.status, reason: r.reason }))?;
+                    let progress = decoder.feed(&self.buf).map_err(|r| {
+                        Some(Refusal {
+                            status: r.status,
+                            reason: r.reason,
+                        })
+                    })?;
                     let used = progress.consumed.min(self.buf.len());
-                    t.conn.write_all(&self.buf[..used]).await.map_err(|_| None)?;
+                    t.conn
+                        .write_all(&self.buf[..used])
+                        .await
+                        .map_err(|_| None)?;
                     self.buf.drain(..used);
                     if progress.done {
                         return t.conn.flush().await.map_err(|_| None);
@@ -435,12 +558,17 @@ impl Session {
         let limits = Limits::default();
         let deadline = Instant::now() + idle;
         let Some(t) = self.targets.get_mut(index) else {
-            return Err(Refusal { status: 502, reason: "target lost" });
+            return Err(Refusal {
+                status: 502,
+                reason: "target lost",
+            });
         };
         loop {
             if !t.buf.is_empty() {
                 match parse_response(&t.buf, method, &limits) {
-                    Sniff::Done(resp) if (100..200).contains(&resp.status) && resp.status != 101 => {
+                    Sniff::Done(resp)
+                        if (100..200).contains(&resp.status) && resp.status != 101 =>
+                    {
                         let n = resp.head_len.min(t.buf.len());
                         let _ = self.client.write_all(&t.buf[..n]).await;
                         let _ = self.client.flush().await;
@@ -449,7 +577,10 @@ impl Session {
                     }
                     Sniff::Done(resp) => return Ok(resp),
                     Sniff::Reject(_) => {
-                        return Err(Refusal { status: 502, reason: "target sent a malformed response" })
+                        return Err(Refusal {
+                            status: 502,
+                            reason: "target sent a malformed response",
+                        })
                     }
                     Sniff::Incomplete => {}
                 }
@@ -460,11 +591,17 @@ impl Session {
                 Some(Ok(n)) if n > 0 => t.buf.truncate(start + n),
                 Some(_) => {
                     t.buf.truncate(start);
-                    return Err(Refusal { status: 502, reason: "target closed without answering" });
+                    return Err(Refusal {
+                        status: 502,
+                        reason: "target closed without answering",
+                    });
                 }
                 None => {
                     t.buf.truncate(start);
-                    return Err(Refusal { status: 504, reason: "target did not answer in time" });
+                    return Err(Refusal {
+                        status: 504,
+                        reason: "target did not answer in time",
+                    });
                 }
             }
         }
@@ -472,7 +609,9 @@ impl Session {
 
     /// Pass the 101 head and any bytes already read past it both ways.
     async fn flush_upgrade(&mut self, index: usize, resp: &ResponseHead) -> std::io::Result<()> {
-        let Some(t) = self.targets.get_mut(index) else { return Err(std::io::ErrorKind::NotFound.into()) };
+        let Some(t) = self.targets.get_mut(index) else {
+            return Err(std::io::ErrorKind::NotFound.into());
+        };
         self.client.write_all(&t.buf).await?;
         let _ = resp;
         t.buf.clear();
@@ -492,16 +631,24 @@ impl Session {
         resp: &ResponseHead,
         idle: std::time::Duration,
     ) -> Result<(), ()> {
-        let Some(t) = self.targets.get_mut(index) else { return Err(()) };
+        let Some(t) = self.targets.get_mut(index) else {
+            return Err(());
+        };
         let head_len = resp.head_len.min(t.buf.len());
-        self.client.write_all(&t.buf[..head_len]).await.map_err(|_| ())?;
+        self.client
+            .write_all(&t.buf[..head_len])
+            .await
+            .map_err(|_| ())?;
         t.buf.drain(..head_len);
         match resp.framing {
             BodyFraming::None => {}
             BodyFraming::Length(mut left) => {
                 let take = (left.min(t.buf.len() as u64)) as usize;
                 if take > 0 {
-                    self.client.write_all(&t.buf[..take]).await.map_err(|_| ())?;
+                    self.client
+                        .write_all(&t.buf[..take])
+                        .await
+                        .map_err(|_| ())?;
                     t.buf.drain(..take);
                     left -= take as u64;
                 }
@@ -511,7 +658,10 @@ impl Session {
                         Some(Ok(n)) if n > 0 => n,
                         _ => return Err(()),
                     };
-                    self.client.write_all(&self.scratch[..n]).await.map_err(|_| ())?;
+                    self.client
+                        .write_all(&self.scratch[..n])
+                        .await
+                        .map_err(|_| ())?;
                     left -= n as u64;
                 }
             }
@@ -530,7 +680,10 @@ impl Session {
                     }
                     let progress = decoder.feed(&t.buf).map_err(|_| ())?;
                     let used = progress.consumed.min(t.buf.len());
-                    self.client.write_all(&t.buf[..used]).await.map_err(|_| ())?;
+                    self.client
+                        .write_all(&t.buf[..used])
+                        .await
+                        .map_err(|_| ())?;
                     t.buf.drain(..used);
                     if progress.done {
                         break;
@@ -545,7 +698,11 @@ impl Session {
                 loop {
                     match within(idle, t.conn.read(&mut self.scratch)).await {
                         Some(Ok(0)) => break,
-                        Some(Ok(n)) => self.client.write_all(&self.scratch[..n]).await.map_err(|_| ())?,
+                        Some(Ok(n)) => self
+                            .client
+                            .write_all(&self.scratch[..n])
+                            .await
+                            .map_err(|_| ())?,
                         _ => return Err(()),
                     }
                 }

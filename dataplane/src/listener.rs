@@ -41,7 +41,10 @@ impl Service {
 
     /// Whether the client leg of this service is TLS.
     pub fn is_tls(self) -> bool {
-        matches!(self, Service::Https | Service::Ldaps | Service::Sips | Service::H323Tls)
+        matches!(
+            self,
+            Service::Https | Service::Ldaps | Service::Sips | Service::H323Tls
+        )
     }
 }
 
@@ -68,14 +71,21 @@ pub fn endpoints(listen: &ListenConfig) -> Vec<Endpoint> {
     for (service, port) in ports {
         let Some(port) = port else { continue };
         for ip in &listen.bind {
-            out.push(Endpoint { service, addr: SocketAddr::new(*ip, port) });
+            out.push(Endpoint {
+                service,
+                addr: SocketAddr::new(*ip, port),
+            });
         }
     }
     out
 }
 
 fn new_socket(addr: SocketAddr) -> std::io::Result<Socket> {
-    let domain = if addr.is_ipv6() { Domain::IPV6 } else { Domain::IPV4 };
+    let domain = if addr.is_ipv6() {
+        Domain::IPV6
+    } else {
+        Domain::IPV4
+    };
     let s = Socket::new(domain, Type::STREAM.cloexec(), Some(Protocol::TCP))?;
     if addr.is_ipv6() {
         // `::` must not also take IPv4: `0.0.0.0` has its own sockets.
@@ -90,12 +100,24 @@ pub fn probe(ep: &Endpoint) -> Result<()> {
     s.set_reuse_address(true)?;
     s.bind(&ep.addr.into()).map_err(|e| {
         let why = match e.kind() {
-            std::io::ErrorKind::AddrInUse => "is already in use by another process; stop it or choose another port".to_string(),
-            std::io::ErrorKind::AddrNotAvailable => "is not an address of this machine; fix [proxy.listen] bind".to_string(),
-            std::io::ErrorKind::PermissionDenied => "needs privileges (ports below 1024 need root or CAP_NET_BIND_SERVICE)".to_string(),
+            std::io::ErrorKind::AddrInUse => {
+                "is already in use by another process; stop it or choose another port".to_string()
+            }
+            std::io::ErrorKind::AddrNotAvailable => {
+                "is not an address of this machine; fix [proxy.listen] bind".to_string()
+            }
+            std::io::ErrorKind::PermissionDenied => {
+                "needs privileges (ports below 1024 need root or CAP_NET_BIND_SERVICE)".to_string()
+            }
             _ => e.to_string(),
         };
-        anyhow!("cannot listen for {} on {}: {} {}", ep.service.name(), ep.addr, ep.addr, why)
+        anyhow!(
+            "cannot listen for {} on {}: {} {}",
+            ep.service.name(),
+            ep.addr,
+            ep.addr,
+            why
+        )
     })?;
     Ok(())
 }
@@ -106,8 +128,13 @@ pub fn bind_reuseport(ep: &Endpoint) -> Result<RawFd> {
     s.set_reuse_address(true)?;
     s.set_reuse_port(true)?;
     s.set_nodelay(true)?;
-    s.bind(&ep.addr.into())
-        .map_err(|e| anyhow!("cannot listen for {} on {}: {e}", ep.service.name(), ep.addr))?;
+    s.bind(&ep.addr.into()).map_err(|e| {
+        anyhow!(
+            "cannot listen for {} on {}: {e}",
+            ep.service.name(),
+            ep.addr
+        )
+    })?;
     s.listen(4096)?;
     Ok(s.into_raw_fd())
 }

@@ -9,7 +9,11 @@ use clap::{Parser, Subcommand};
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[derive(Parser)]
-#[command(name = "portico", version, about = "Public-access box for PBX sites: reverse proxy and STUN/TURN")]
+#[command(
+    name = "portico",
+    version,
+    about = "Public-access box for PBX sites: reverse proxy and STUN/TURN"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -76,9 +80,14 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
-        Command::Demo { http_port, https_port, shards } => {
+        Command::Demo {
+            http_port,
+            https_port,
+            shards,
+        } => {
             let text = portico_dataplane::demo::config_text(http_port, https_port);
-            let config = match portico_control::config::parse(std::path::Path::new("<demo>"), &text) {
+            let config = match portico_control::config::parse(std::path::Path::new("<demo>"), &text)
+            {
                 Ok(c) => c,
                 Err(errors) => {
                     print_errors(&errors);
@@ -99,8 +108,13 @@ fn main() -> ExitCode {
                     portico_dataplane::demo::TARGET_HTTPS
                 );
             }
-            println!("  portico       http on 127.0.0.1:{http_port}, https on 127.0.0.1:{https_port}\n");
-            println!("{}", portico_dataplane::demo::try_lines(http_port, https_port));
+            println!(
+                "  portico       http on 127.0.0.1:{http_port}, https on 127.0.0.1:{https_port}\n"
+            );
+            println!(
+                "{}",
+                portico_dataplane::demo::try_lines(http_port, https_port)
+            );
             match portico_dataplane::runtime::run(config, shards) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {

@@ -223,7 +223,10 @@ pub async fn splice_tunnel(a: TcpStream, b: TcpStream, idle: Duration) -> io::Re
     })
     .await;
     match outcome {
-        Some((ab, ba)) => Ok(Moved { a_to_b: ab.unwrap_or(0), b_to_a: ba.unwrap_or(0) }),
+        Some((ab, ba)) => Ok(Moved {
+            a_to_b: ab.unwrap_or(0),
+            b_to_a: ba.unwrap_or(0),
+        }),
         None => Err(io::Error::new(io::ErrorKind::TimedOut, "tunnel idle")),
     }
 }
@@ -271,7 +274,10 @@ pub async fn copy_tunnel(a: Conn, b: Conn, idle: Duration) -> io::Result<Moved> 
     })
     .await;
     match outcome {
-        Some((ab, ba)) => Ok(Moved { a_to_b: ab.unwrap_or(0), b_to_a: ba.unwrap_or(0) }),
+        Some((ab, ba)) => Ok(Moved {
+            a_to_b: ab.unwrap_or(0),
+            b_to_a: ba.unwrap_or(0),
+        }),
         None => Err(io::Error::new(io::ErrorKind::TimedOut, "tunnel idle")),
     }
 }
@@ -298,7 +304,9 @@ mod tests {
     }
 
     fn pattern(len: usize, seed: u8) -> Vec<u8> {
-        (0..len).map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed)).collect()
+        (0..len)
+            .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
+            .collect()
     }
 
     /// client ⇄ [x | tunnel | y] ⇄ server: every byte arrives, in order, both ways,

@@ -26,7 +26,9 @@ fn served(service: Service) -> bool {
 
 /// Run portico until the shards end. `shards` defaults to the number of CPUs.
 pub fn run(config: Config, shards: Option<usize>) -> Result<()> {
-    let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let cpus = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
     let shards = shards.unwrap_or(cpus).max(1);
     let config = Arc::new(config);
 
@@ -53,23 +55,37 @@ pub fn run(config: Config, shards: Option<usize>) -> Result<()> {
     }
 
     let shared = Shared::new(config.clone());
-    let control = ControlThread::spawn(shared.clone()).context("cannot start the control thread")?;
+    let control =
+        ControlThread::spawn(shared.clone()).context("cannot start the control thread")?;
     let events = control.events.clone();
     if let Some(note) = &server_tls.self_signed_note {
         events.send(Event::Notice(note.clone()));
     }
     for name in &skipped {
-        events.send(Event::Notice(format!("{name}: listener configured but not served by this build; not listening")));
+        events.send(Event::Notice(format!(
+            "{name}: listener configured but not served by this build; not listening"
+        )));
     }
-    let listening: Vec<String> = endpoints.iter().map(|e| format!("{} {}", e.service.name(), e.addr)).collect();
+    let listening: Vec<String> = endpoints
+        .iter()
+        .map(|e| format!("{} {}", e.service.name(), e.addr))
+        .collect();
     events.send(Event::Notice(format!(
         "started with {shards} shard(s), listening on {}",
-        if listening.is_empty() { "nothing".to_string() } else { listening.join(", ") }
+        if listening.is_empty() {
+            "nothing".to_string()
+        } else {
+            listening.join(", ")
+        }
     )));
 
     let mut handles = Vec::new();
     for (index, listeners) in per_shard.into_iter().enumerate() {
-        let placement = if shards <= cpus { Placement::Fixed(index) } else { Placement::Unbound };
+        let placement = if shards <= cpus {
+            Placement::Fixed(index)
+        } else {
+            Placement::Unbound
+        };
         let init = ShardInit {
             index,
             shards,

@@ -57,49 +57,52 @@ impl ShardCtx {
         }
     }
 
-    /// A refused request or connection: count it against `source` and log it when
+    /// A refused request or connection: count it against the source and log it when
     /// `log_rejected` is on.
-    pub fn reject(&self, conn_id: u64, source: IpAddr, scheme: &'static str, host: &str, summary: &str, reason: &str) {
-        self.send(Event::Reject { source });
+    pub fn reject(&self, d: &Decision<'_>, reason: &str) {
+        self.send(Event::Reject { source: d.source });
         if self.shared.rules().config.proxy.log_rejected {
-            self.send(Event::Log(Box::new(LogRecord {
-                time: SystemTime::now(),
-                conn_id,
-                source,
-                scheme,
-                host: host.to_string(),
-                summary: summary.to_string(),
-                outcome: Outcome::Rejected { reason: reason.to_string() },
-            })));
+            self.send(Event::Log(Box::new(d.record(Outcome::Rejected {
+                reason: reason.to_string(),
+            }))));
         }
     }
 
     /// A forwarded request: log it when `log_forwarded` is on.
-    pub fn forwarded(
-        &self,
-        conn_id: u64,
-        source: IpAddr,
-        scheme: &'static str,
-        host: &str,
-        summary: &str,
-        target: SocketAddr,
-        new_connection: bool,
-    ) {
+    pub fn forwarded(&self, d: &Decision<'_>, target: SocketAddr, new_connection: bool) {
         if self.shared.rules().config.proxy.log_forwarded {
-            self.send(Event::Log(Box::new(LogRecord {
-                time: SystemTime::now(),
-                conn_id,
-                source,
-                scheme,
-                host: host.to_string(),
-                summary: summary.to_string(),
-                outcome: Outcome::Forwarded { target, new_connection },
-            })));
+            self.send(Event::Log(Box::new(d.record(Outcome::Forwarded {
+                target,
+                new_connection,
+            }))));
         }
     }
 
     pub fn notice(&self, msg: String) {
         self.send(Event::Notice(msg));
+    }
+}
+
+/// Who asked for what: the fields of a log line besides its outcome.
+pub struct Decision<'a> {
+    pub conn_id: u64,
+    pub source: IpAddr,
+    pub scheme: &'static str,
+    pub host: &'a str,
+    pub summary: &'a str,
+}
+
+impl Decision<'_> {
+    fn record(&self, outcome: Outcome) -> LogRecord {
+        LogRecord {
+            time: SystemTime::now(),
+            conn_id: self.conn_id,
+            source: self.source,
+            scheme: self.scheme,
+            host: self.host.to_string(),
+            summary: self.summary.to_string(),
+            outcome,
+        }
     }
 }
 
@@ -138,7 +141,9 @@ async fn accept_loop(ctx: Rc<ShardCtx>, ep: Endpoint, listener: TcpListener) {
                 continue;
             }
         };
-        let Ok(peer) = stream.peer_addr() else { continue };
+        let Ok(peer) = stream.peer_addr() else {
+            continue;
+        };
         let source = canonical_ip(peer.ip());
         // Blacklisted sources are closed here, before any TLS work.
         if ctx.shared.blacklist().contains(source, Instant::now()) {
@@ -147,8 +152,10 @@ async fn accept_loop(ctx: Rc<ShardCtx>, ep: Endpoint, listener: TcpListener) {
         }
         let _ = stream.set_nodelay(true);
         let ctx = ctx.clone();
-        glommio::spawn_local(async move { serve(ctx, ep, stream, SocketAddr::new(source, peer.port())).await })
-            .detach();
+        glommio::spawn_local(async move {
+            serve(ctx, ep, stream, SocketAddr::new(source, peer.port())).await
+        })
+        .detach();
     }
 }
 
@@ -169,16 +176,22 @@ async fn serve(ctx: Rc<ShardCtx>, ep: Endpoint, stream: TcpStream, peer: SocketA
         Service::Http => crate::http::serve(ctx, conn_id, Conn::Plain(stream), peer, "http").await,
         Service::Https => {
             let timeout = ctx.shared.rules().config.proxy.header_timeout;
+            let decision = Decision {
+                conn_id,
+                source: peer.ip(),
+                scheme: "https",
+                host: "",
+                summary: "",
+            };
             let acceptor = futures_rustls::TlsAcceptor::from(ctx.server_tls.clone());
             let accepted = crate::time::within(timeout, acceptor.accept(stream)).await;
             match accepted {
                 Some(Ok(tls)) => {
-                    crate::http::serve(ctx, conn_id, Conn::TlsServer(Box::new(tls)), peer, "https").await
+                    crate::http::serve(ctx, conn_id, Conn::TlsServer(Box::new(tls)), peer, "https")
+                        .await
                 }
-                Some(Err(e)) => {
-                    ctx.reject(conn_id, peer.ip(), "https", "", "", &format!("TLS handshake failed: {e}"))
-                }
-                None => ctx.reject(conn_id, peer.ip(), "https", "", "", "TLS handshake timed out"),
+                Some(Err(e)) => ctx.reject(&decision, &format!("TLS handshake failed: {e}")),
+                None => ctx.reject(&decision, "TLS handshake timed out"),
             }
         }
         // Served by later issues; `main` does not bind them yet.

@@ -32,9 +32,15 @@ struct Chain {
 
 impl Chain {
     fn valid_for(&self, name: &str) -> bool {
-        let Some(ee) = self.key.cert.first() else { return false };
-        let Ok(cert) = webpki::EndEntityCert::try_from(ee) else { return false };
-        let Ok(server_name) = ServerName::try_from(name) else { return false };
+        let Some(ee) = self.key.cert.first() else {
+            return false;
+        };
+        let Ok(cert) = webpki::EndEntityCert::try_from(ee) else {
+            return false;
+        };
+        let Ok(server_name) = ServerName::try_from(name) else {
+            return false;
+        };
         cert.verify_is_valid_for_subject_name(&server_name).is_ok()
     }
 }
@@ -63,7 +69,10 @@ fn load_chain(cert: &Path, key: &Path, provider: &CryptoProvider) -> Result<Chai
         .collect::<Result<_, _>>()
         .with_context(|| format!("{}: not a PEM certificate chain", cert.display()))?;
     if certs.is_empty() {
-        bail!("{}: no CERTIFICATE block found; write the chain in PEM, leaf first", cert.display());
+        bail!(
+            "{}: no CERTIFICATE block found; write the chain in PEM, leaf first",
+            cert.display()
+        );
     }
     let key_der = PrivateKeyDer::from_pem_file(key)
         .with_context(|| format!("{}: cannot read a PEM private key", key.display()))?;
@@ -73,7 +82,11 @@ fn load_chain(cert: &Path, key: &Path, provider: &CryptoProvider) -> Result<Chai
         .map_err(|e| anyhow!("{}: unusable private key: {e}", key.display()))?;
     let ck = CertifiedKey::new(certs, signing);
     ck.keys_match().map_err(|e| {
-        anyhow!("{} and {} do not belong together: {e}", cert.display(), key.display())
+        anyhow!(
+            "{} and {} do not belong together: {e}",
+            cert.display(),
+            key.display()
+        )
     })?;
     Ok(Chain { key: Arc::new(ck) })
 }
@@ -126,7 +139,9 @@ pub fn server_config(config: &Config) -> Result<ServerTls> {
             names.join(", "),
             fp.join(":")
         ));
-        chains.push(Chain { key: Arc::new(CertifiedKey::new(vec![cert], signing)) });
+        chains.push(Chain {
+            key: Arc::new(CertifiedKey::new(vec![cert], signing)),
+        });
     }
     let mut sc = ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
@@ -134,7 +149,10 @@ pub fn server_config(config: &Config) -> Result<ServerTls> {
         .with_no_client_auth()
         .with_cert_resolver(Arc::new(SniResolver { chains }));
     sc.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(ServerTls { config: Arc::new(sc), self_signed_note: note })
+    Ok(ServerTls {
+        config: Arc::new(sc),
+        self_signed_note: note,
+    })
 }
 
 /// Accepts any target certificate, but still checks that the handshake signatures
@@ -159,7 +177,12 @@ impl ServerCertVerifier for AcceptAnyTarget {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
     }
     fn verify_tls13_signature(
         &self,
@@ -167,7 +190,12 @@ impl ServerCertVerifier for AcceptAnyTarget {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
     }
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.0.signature_verification_algorithms.supported_schemes()
@@ -200,7 +228,8 @@ pub fn target_config(config: &Config) -> Result<TargetTls> {
             let certs = CertificateDer::pem_file_iter(path)
                 .with_context(|| format!("{}: cannot read target_ca", path.display()))?;
             for cert in certs {
-                let cert = cert.with_context(|| format!("{}: not PEM certificates", path.display()))?;
+                let cert =
+                    cert.with_context(|| format!("{}: not PEM certificates", path.display()))?;
                 roots
                     .add(cert)
                     .map_err(|e| anyhow!("{}: unusable CA certificate: {e}", path.display()))?;
@@ -223,7 +252,10 @@ pub fn target_config(config: &Config) -> Result<TargetTls> {
         .dangerous()
         .with_custom_certificate_verifier(Arc::new(AcceptAnyTarget(provider)))
         .with_no_client_auth();
-    Ok(TargetTls { verified, unverified: Arc::new(unverified) })
+    Ok(TargetTls {
+        verified,
+        unverified: Arc::new(unverified),
+    })
 }
 
 /// The name a target leg presents in SNI and verifies against: the host's name when

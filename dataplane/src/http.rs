@@ -32,6 +32,8 @@ use crate::time::{until, within};
 /// Target connections kept per client connection.
 const MAX_TARGETS: usize = 8;
 const READ_CHUNK: usize = 16 * 1024;
+/// Why a target gave no answer at all (a reused connection may be retried).
+const CLOSED_EARLY: &str = "target closed without answering";
 /// Longest request summary put in a log line.
 const SUMMARY_MAX: usize = 120;
 
@@ -313,8 +315,11 @@ impl Session {
         // A target connection: reused, or new. A reused one may have been closed by
         // the target meanwhile; a request without body is then sent again once on a
         // new connection.
+        // A target connection: reused, or new. A reused one may have been closed by
+        // the target meanwhile (its keep-alive timeout); a request without a body is
+        // then sent once more on a new connection.
         let mut attempt = 0;
-        let (index, new) = loop {
+        let (index, resp) = loop {
             attempt += 1;
             let (index, new) = match self
                 .target(addr, tls_leg, verify, &host_name, connect_timeout)
@@ -323,6 +328,7 @@ impl Session {
                 Ok(x) => x,
                 Err(r) => return self.refuse(r, &head.host, &summary).await,
             };
+            let may_retry = !new && attempt == 1 && head.framing == BodyFraming::None;
             let sent = match self.targets.get_mut(index) {
                 Some(t) => t
                     .conn
@@ -331,51 +337,51 @@ impl Session {
                     .and(t.conn.flush().await),
                 None => return Next::Close,
             };
-            match sent {
-                Ok(()) => break (index, new),
-                Err(_) if !new && attempt == 1 => {
-                    self.targets.swap_remove(index);
+            if sent.is_err() {
+                self.targets.swap_remove(index);
+                if may_retry {
+                    continue;
                 }
-                Err(_) => {
-                    self.targets.swap_remove(index);
-                    let r = Refusal {
-                        status: 502,
-                        reason: "target closed the connection",
-                    };
+                let r = Refusal {
+                    status: 502,
+                    reason: "target closed the connection",
+                };
+                return self.refuse(r, &head.host, &summary).await;
+            }
+            if head.expect_continue && head.framing != BodyFraming::None {
+                let _ = self
+                    .client
+                    .write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
+                    .await;
+                let _ = self.client.flush().await;
+            }
+            if let Err(r) = self.forward_request_body(index, head.framing, idle).await {
+                self.targets.swap_remove(index);
+                if let Some(r) = r {
                     return self.refuse(r, &head.host, &summary).await;
                 }
+                return Next::Close;
             }
-        };
-        if head.expect_continue && head.framing != BodyFraming::None {
-            let _ = self
-                .client
-                .write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
-                .await;
-            let _ = self.client.flush().await;
-        }
-        let d = Decision {
-            conn_id: self.conn_id,
-            source: self.source(),
-            scheme: self.scheme,
-            host: &head.host,
-            summary: &summary,
-        };
-        self.ctx.forwarded(&d, addr, new);
-
-        if let Err(r) = self.forward_request_body(index, head.framing, idle).await {
-            self.targets.swap_remove(index);
-            if let Some(r) = r {
-                return self.refuse(r, &head.host, &summary).await;
-            }
-            return Next::Close;
-        }
-
-        // The response: interim 1xx answers are passed on, then the final one.
-        let resp = match self.read_response_head(index, head.method, idle).await {
-            Ok(r) => r,
-            Err(r) => {
-                self.targets.swap_remove(index);
-                return self.refuse(r, &head.host, &summary).await;
+            // The response: interim 1xx answers are passed on, then the final one.
+            match self.read_response_head(index, head.method, idle).await {
+                Ok(resp) => {
+                    let d = Decision {
+                        conn_id: self.conn_id,
+                        source: self.source(),
+                        scheme: self.scheme,
+                        host: &head.host,
+                        summary: &summary,
+                    };
+                    self.ctx.forwarded(&d, addr, new);
+                    break (index, resp);
+                }
+                Err(r) => {
+                    self.targets.swap_remove(index);
+                    if may_retry && r.reason == CLOSED_EARLY {
+                        continue;
+                    }
+                    return self.refuse(r, &head.host, &summary).await;
+                }
             }
         };
         if resp.status == 101 {
@@ -591,9 +597,14 @@ impl Session {
                 Some(Ok(n)) if n > 0 => t.buf.truncate(start + n),
                 Some(_) => {
                     t.buf.truncate(start);
+                    let reason = if start == 0 {
+                        CLOSED_EARLY
+                    } else {
+                        "target closed mid-response"
+                    };
                     return Err(Refusal {
                         status: 502,
-                        reason: "target closed without answering",
+                        reason,
                     });
                 }
                 None => {

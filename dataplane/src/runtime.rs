@@ -44,6 +44,12 @@ pub fn run(config: Config, shards: Option<usize>) -> Result<()> {
             skipped.push(ep.service.name());
         }
     }
+    if endpoints.is_empty() {
+        return Err(anyhow!(
+            "{}: nothing to serve: set http and/or https in [proxy.listen]",
+            config.path.display()
+        ));
+    }
     for ep in &endpoints {
         listener::probe(ep)?;
     }

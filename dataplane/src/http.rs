@@ -118,6 +118,7 @@ pub async fn serve(
     let mut first = true;
     loop {
         match s.exchange(first).await {
+            Next::KeepAlive if s.ctx.draining() => break,
             Next::KeepAlive => first = false,
             Next::Close => break,
             Next::Tunnel(i) => {
@@ -164,7 +165,25 @@ impl Session {
             };
             let start_len = self.buf.len();
             self.buf.resize(start_len + READ_CHUNK, 0);
-            let read = within(wait, self.client.read(&mut self.buf[start_len..])).await;
+            let read = if start_len == 0 {
+                // Idle between requests: a drain closes the connection now.
+                let ctx = self.ctx.clone();
+                let read = within(wait, self.client.read(&mut self.buf[start_len..]));
+                match futures_lite::future::or(async { Some(read.await) }, async {
+                    ctx.drain_started().await;
+                    None
+                })
+                .await
+                {
+                    Some(r) => r,
+                    None => {
+                        self.buf.truncate(start_len);
+                        return Err(HeadEnd::Quiet);
+                    }
+                }
+            } else {
+                within(wait, self.client.read(&mut self.buf[start_len..])).await
+            };
             match read {
                 Some(Ok(n)) if n > 0 => self.buf.truncate(start_len + n),
                 Some(_) => {
@@ -450,7 +469,7 @@ impl Session {
         };
         let _ = stream.set_nodelay(true);
         let conn = if tls {
-            let config = self.ctx.target_tls.for_host(verify).clone();
+            let config = self.ctx.tls.load().targets.for_host(verify).clone();
             let name = crate::tls::target_server_name(host_name, addr.ip());
             let connector = futures_rustls::TlsConnector::from(config);
             match within(connect_timeout, connector.connect(name, stream)).await {

@@ -49,7 +49,7 @@ impl Service {
 }
 
 /// One listening endpoint.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Endpoint {
     pub service: Service,
     pub addr: SocketAddr,

@@ -28,6 +28,18 @@ enum Command {
         /// Number of shards (default: one per CPU).
         #[arg(long)]
         shards: Option<usize>,
+        /// Seconds a stop (SIGTERM/SIGINT) lets established connections finish.
+        #[arg(long, default_value_t = 30.0)]
+        grace: f64,
+        /// Unix socket on which `portico reload` is accepted.
+        #[arg(long)]
+        control_socket: Option<PathBuf>,
+    },
+    /// Ask a running portico to re-read its configuration (like SIGHUP, but answers
+    /// with the result).
+    Reload {
+        #[arg(long, default_value = "/run/portico/portico.sock")]
+        control_socket: PathBuf,
     },
     /// Validate a configuration; exit 1 on errors.
     Check {
@@ -54,7 +66,28 @@ fn print_errors(errors: &[portico_control::config::ConfigError]) {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Run { config, shards } => {
+        Command::Reload { control_socket } => {
+            match portico_dataplane::runtime::request_reload(&control_socket) {
+                Ok(reply) => {
+                    print!("{reply}");
+                    if reply.starts_with("ok") {
+                        ExitCode::SUCCESS
+                    } else {
+                        ExitCode::FAILURE
+                    }
+                }
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Run {
+            config,
+            shards,
+            grace,
+            control_socket,
+        } => {
             let config = match portico_control::config::load(&config) {
                 Ok(c) => c,
                 Err(errors) => {
@@ -62,7 +95,16 @@ fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
-            match portico_dataplane::runtime::run(config, shards) {
+            if !(0.0..=86400.0).contains(&grace) {
+                eprintln!("error: --grace must be between 0 and 86400 seconds");
+                return ExitCode::FAILURE;
+            }
+            let options = portico_dataplane::runtime::RunOptions {
+                shards,
+                grace: std::time::Duration::from_secs_f64(grace),
+                control_socket,
+            };
+            match portico_dataplane::runtime::run(config, options) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("error: {e:#}");
@@ -115,7 +157,12 @@ fn main() -> ExitCode {
                 "{}",
                 portico_dataplane::demo::try_lines(http_port, https_port)
             );
-            match portico_dataplane::runtime::run(config, shards) {
+            let options = portico_dataplane::runtime::RunOptions {
+                shards,
+                grace: std::time::Duration::from_secs(5),
+                control_socket: None,
+            };
+            match portico_dataplane::runtime::run(config, options) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("error: {e:#}");

@@ -1,23 +1,45 @@
 //! A shard: one glommio executor pinned to one core, with every listener of the
 //! config bound on it (SO_REUSEPORT lets the kernel spread connections). A connection
 //! lives and dies on the shard that accepted it. Shards share nothing mutable: they
-//! read the control thread's snapshots and hand events back over a channel.
+//! read the control plane's snapshots and hand events back over a channel.
+//!
+//! The supervisor (`runtime`) steers a shard with [`ShardCommand`]s: listeners opened
+//! or closed by a reload, and the drain on stop. Closing a listener cancels only its
+//! accept loop; established connections and tunnels are tasks of their own and keep
+//! running with the routing they were given.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::os::fd::{FromRawFd, RawFd};
 use std::rc::Rc;
 use std::sync::Arc;
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
+use arc_swap::ArcSwap;
 use glommio::net::{TcpListener, TcpStream};
+use glommio::Task;
 use portico_control::event::{Event, EventSender};
 use portico_control::log::{LogRecord, Outcome};
 use portico_control::snapshot::Shared;
 
 use crate::conn::Conn;
 use crate::listener::{Endpoint, Service};
-use crate::tls::TargetTls;
+use crate::tls::TlsSet;
+
+/// What the supervisor asks of a shard.
+pub enum ShardCommand {
+    /// Start accepting on these sockets (made for this shard).
+    Listen(Vec<(Endpoint, RawFd)>),
+    /// Stop accepting on these endpoints; their connections go on.
+    Unlisten(Vec<Endpoint>),
+    /// Stop accepting, let connections finish for up to `grace`, then end the shard.
+    Drain { grace: Duration },
+}
+
+/// How often a shard looks for commands. Commands are rare (reload, stop); a short
+/// timer keeps the shard free of cross-thread wakeups on the hot path.
+const COMMAND_POLL: Duration = Duration::from_millis(50);
 
 /// What every shard is given at start.
 pub struct ShardInit {
@@ -25,9 +47,8 @@ pub struct ShardInit {
     pub shards: usize,
     pub shared: Arc<Shared>,
     pub events: EventSender,
-    pub server_tls: Arc<rustls::ServerConfig>,
-    pub target_tls: Arc<TargetTls>,
-    pub listeners: Vec<(Endpoint, RawFd)>,
+    pub tls: Arc<ArcSwap<TlsSet>>,
+    pub commands: crossbeam_channel::Receiver<ShardCommand>,
 }
 
 /// Per-shard state shared by the shard's connections (single-threaded: `Rc`, `Cell`).
@@ -36,11 +57,15 @@ pub struct ShardCtx {
     pub shards: usize,
     pub shared: Arc<Shared>,
     pub events: EventSender,
-    pub server_tls: Arc<rustls::ServerConfig>,
-    pub target_tls: Arc<TargetTls>,
+    /// TLS configurations of the current generation; loaded per handshake.
+    pub tls: Arc<ArcSwap<TlsSet>>,
     next_conn: Cell<u64>,
     /// Events dropped because the control thread's queue was full.
     pub dropped_events: Cell<u64>,
+    /// Client connections open on this shard.
+    active: Cell<usize>,
+    draining: Cell<bool>,
+    drain: event_listener::Event,
 }
 
 impl ShardCtx {
@@ -81,6 +106,42 @@ impl ShardCtx {
     pub fn notice(&self, msg: String) {
         self.send(Event::Notice(msg));
     }
+
+    /// Whether the shard is draining: finish the current exchange, accept no more.
+    pub fn draining(&self) -> bool {
+        self.draining.get()
+    }
+
+    /// Resolves when the shard starts draining (for connections idle between
+    /// requests, which should close at once then).
+    pub async fn drain_started(&self) {
+        loop {
+            if self.draining.get() {
+                return;
+            }
+            let listener = self.drain.listen();
+            if self.draining.get() {
+                return;
+            }
+            listener.await;
+        }
+    }
+}
+
+/// Counts a client connection as active while it lives.
+struct ActiveGuard(Rc<ShardCtx>);
+
+impl ActiveGuard {
+    fn new(ctx: Rc<ShardCtx>) -> ActiveGuard {
+        ctx.active.set(ctx.active.get() + 1);
+        ActiveGuard(ctx)
+    }
+}
+
+impl Drop for ActiveGuard {
+    fn drop(&mut self) {
+        self.0.active.set(self.0.active.get().saturating_sub(1));
+    }
 }
 
 /// Who asked for what: the fields of a log line besides its outcome.
@@ -106,27 +167,61 @@ impl Decision<'_> {
     }
 }
 
-/// Run one shard until its listeners fail.
+/// Run one shard until it has drained.
 pub async fn run(init: ShardInit) {
     let ctx = Rc::new(ShardCtx {
         index: init.index,
         shards: init.shards,
         shared: init.shared,
         events: init.events,
-        server_tls: init.server_tls,
-        target_tls: init.target_tls,
+        tls: init.tls,
         next_conn: Cell::new(0),
         dropped_events: Cell::new(0),
+        active: Cell::new(0),
+        draining: Cell::new(false),
+        drain: event_listener::Event::new(),
     });
-    let mut tasks = Vec::new();
-    for (ep, fd) in init.listeners {
-        // SAFETY: `fd` is a listening socket made for this shard by
-        // `listener::bind_reuseport` and handed over to us alone.
-        let listener = unsafe { TcpListener::from_raw_fd(fd) };
-        tasks.push(glommio::spawn_local(accept_loop(ctx.clone(), ep, listener)));
-    }
-    for t in tasks {
-        t.await;
+    let listeners: RefCell<HashMap<Endpoint, Task<()>>> = RefCell::new(HashMap::new());
+    loop {
+        let command = match init.commands.try_recv() {
+            Ok(c) => c,
+            Err(crossbeam_channel::TryRecvError::Empty) => {
+                glommio::timer::sleep(COMMAND_POLL).await;
+                continue;
+            }
+            // The supervisor is gone: nothing will ever steer us again; stop.
+            Err(crossbeam_channel::TryRecvError::Disconnected) => ShardCommand::Drain {
+                grace: Duration::ZERO,
+            },
+        };
+        match command {
+            ShardCommand::Listen(list) => {
+                for (ep, fd) in list {
+                    // SAFETY: `fd` is a listening socket made for this shard by
+                    // `listener::bind_reuseport` and handed over to us alone.
+                    let listener = unsafe { TcpListener::from_raw_fd(fd) };
+                    let task = glommio::spawn_local(accept_loop(ctx.clone(), ep, listener));
+                    // A listener replaced under the same endpoint: the old task is
+                    // dropped, which cancels it and closes its socket.
+                    listeners.borrow_mut().insert(ep, task);
+                }
+            }
+            ShardCommand::Unlisten(list) => {
+                for ep in list {
+                    listeners.borrow_mut().remove(&ep);
+                }
+            }
+            ShardCommand::Drain { grace } => {
+                listeners.borrow_mut().clear();
+                ctx.draining.set(true);
+                ctx.drain.notify(usize::MAX);
+                let deadline = Instant::now() + grace;
+                while ctx.active.get() > 0 && Instant::now() < deadline {
+                    glommio::timer::sleep(COMMAND_POLL.min(deadline - Instant::now())).await;
+                }
+                return;
+            }
+        }
     }
 }
 
@@ -151,9 +246,11 @@ async fn accept_loop(ctx: Rc<ShardCtx>, ep: Endpoint, listener: TcpListener) {
             continue;
         }
         let _ = stream.set_nodelay(true);
-        let ctx = ctx.clone();
+        let guard = ActiveGuard::new(ctx.clone());
         glommio::spawn_local(async move {
-            serve(ctx, ep, stream, SocketAddr::new(source, peer.port())).await
+            let peer = SocketAddr::new(source, peer.port());
+            serve(guard.0.clone(), ep, stream, peer).await;
+            drop(guard);
         })
         .detach();
     }
@@ -183,8 +280,18 @@ async fn serve(ctx: Rc<ShardCtx>, ep: Endpoint, stream: TcpStream, peer: SocketA
                 host: "",
                 summary: "",
             };
-            let acceptor = futures_rustls::TlsAcceptor::from(ctx.server_tls.clone());
-            let accepted = crate::time::within(timeout, acceptor.accept(stream)).await;
+            let deadline = Instant::now() + timeout;
+            // A connection closed without a byte (a TCP health check, a port scan
+            // that gave up) is not a failed handshake: close it quietly, as the
+            // plain listeners do.
+            let mut first = [0u8; 1];
+            match crate::time::until(deadline, stream.peek(&mut first)).await {
+                Some(Ok(n)) if n > 0 => {}
+                Some(_) => return,
+                None => return ctx.reject(&decision, "TLS handshake timed out"),
+            }
+            let acceptor = futures_rustls::TlsAcceptor::from(ctx.tls.load().server.clone());
+            let accepted = crate::time::until(deadline, acceptor.accept(stream)).await;
             match accepted {
                 Some(Ok(tls)) => {
                     crate::http::serve(ctx, conn_id, Conn::TlsServer(Box::new(tls)), peer, "https")

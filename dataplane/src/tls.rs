@@ -266,3 +266,23 @@ pub fn target_server_name(host: &str, ip: std::net::IpAddr) -> ServerName<'stati
         _ => ServerName::IpAddress(ip.into()),
     }
 }
+
+/// Everything TLS for one configuration generation; replaced whole on reload, so a
+/// changed certificate takes effect for new handshakes.
+pub struct TlsSet {
+    pub server: Arc<ServerConfig>,
+    pub targets: TargetTls,
+    /// Set when a self-signed certificate was made: the message to print.
+    pub self_signed_note: Option<String>,
+}
+
+impl TlsSet {
+    pub fn from_config(config: &Config) -> Result<TlsSet> {
+        let server = server_config(config)?;
+        Ok(TlsSet {
+            server: server.config,
+            targets: target_config(config)?,
+            self_signed_note: server.self_signed_note,
+        })
+    }
+}

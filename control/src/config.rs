@@ -23,6 +23,14 @@
 //! [tls]
 //! # further chains, chosen by SNI; the `certificate`/`private_key` pair comes first
 //! certificates = [ { certificate = "certs/other.pem", private_key = "certs/other.key" } ]
+//!
+//! [log]
+//! stdout = true                # the log lines on standard output (default true)
+//! syslog = "udp://192.0.2.10:514"   # or "udp://[2001:db8::1]:514", "udp://loghost" (port 514),
+//!                              # "unix:/dev/log", or a socket path "/dev/log"; RFC 5424
+//! facility = "local0"          # kern, user, mail, daemon, auth, syslog, lpr, news, uucp,
+//!                              # cron, authpriv, ftp, local0 … local7 (default local0)
+//! app_name = "portico"         # the APP-NAME of the syslog lines (default portico)
 //! ```
 //!
 //! Relative paths in `[tls]` resolve against the directory of the configuration file.
@@ -46,6 +54,7 @@ pub struct Config {
     pub hosts: Vec<HostConfig>,
     pub turn: Option<TurnConfig>,
     pub metrics: Option<MetricsConfig>,
+    pub log: LogConfig,
 }
 
 #[derive(Debug, Clone)]
@@ -151,6 +160,76 @@ pub struct MetricsConfig {
     pub listen: std::net::SocketAddr,
 }
 
+/// `[log]`: where the log lines go besides (or instead of) stdout.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogConfig {
+    /// `stdout` (default true): write the lines to standard output.
+    pub stdout: bool,
+    /// `syslog`: also send each line to this syslog receiver (RFC 5424).
+    pub syslog: Option<SyslogTarget>,
+    /// `facility` as its RFC 5424 code (default 16, `local0`).
+    pub facility: u8,
+    /// `app_name` (default `portico`): 1 to 48 printable ASCII characters, no space.
+    pub app_name: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            stdout: true,
+            syslog: None,
+            facility: 16,
+            app_name: "portico".into(),
+        }
+    }
+}
+
+/// Where syslog lines are sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SyslogTarget {
+    /// `udp://HOST:PORT` (RFC 5426); `host` is an IP address or a name resolved when
+    /// the sink opens (at start and on reload).
+    Udp { host: String, port: u16 },
+    /// `unix:PATH` or an absolute `PATH`: a local datagram socket such as `/dev/log`.
+    Unix(PathBuf),
+}
+
+impl std::fmt::Display for SyslogTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SyslogTarget::Udp { host, port } if host.contains(':') => {
+                write!(f, "udp://[{host}]:{port}")
+            }
+            SyslogTarget::Udp { host, port } => write!(f, "udp://{host}:{port}"),
+            SyslogTarget::Unix(path) => write!(f, "unix:{}", path.display()),
+        }
+    }
+}
+
+/// The syslog facilities by name, with their RFC 5424 codes (section 6.2.1).
+pub const FACILITIES: [(&str, u8); 20] = [
+    ("kern", 0),
+    ("user", 1),
+    ("mail", 2),
+    ("daemon", 3),
+    ("auth", 4),
+    ("syslog", 5),
+    ("lpr", 6),
+    ("news", 7),
+    ("uucp", 8),
+    ("cron", 9),
+    ("authpriv", 10),
+    ("ftp", 11),
+    ("local0", 16),
+    ("local1", 17),
+    ("local2", 18),
+    ("local3", 19),
+    ("local4", 20),
+    ("local5", 21),
+    ("local6", 22),
+    ("local7", 23),
+];
+
 /// A configuration error: where, what, and what to write instead.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigError {
@@ -231,6 +310,7 @@ struct RawRoot {
     host: Vec<S<RawHost>>,
     turn: Option<S<RawTurn>>,
     metrics: Option<S<RawMetrics>>,
+    log: Option<S<RawLog>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -337,6 +417,15 @@ struct RawUser {
 #[serde(deny_unknown_fields)]
 struct RawMetrics {
     listen: Option<S<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLog {
+    stdout: Option<bool>,
+    syslog: Option<S<String>>,
+    facility: Option<S<String>>,
+    app_name: Option<S<String>>,
 }
 
 /// An integer or a float (`blacklist_expiration_min = 5` or `= 0.05`).
@@ -690,6 +779,10 @@ impl<'a> Checker<'a> {
         let metrics = raw
             .metrics
             .and_then(|m| self.metrics(&m, &proxy.listen.bind));
+        let log = raw
+            .log
+            .map(|l| self.log(l.into_inner()))
+            .unwrap_or_default();
         self.check_ports_once();
         Config {
             path: self.file.to_path_buf(),
@@ -698,6 +791,7 @@ impl<'a> Checker<'a> {
             hosts,
             turn,
             metrics,
+            log,
         }
     }
 
@@ -1315,6 +1409,59 @@ impl<'a> Checker<'a> {
         }
     }
 
+    fn log(&mut self, l: RawLog) -> LogConfig {
+        let mut out = LogConfig {
+            stdout: l.stdout.unwrap_or(true),
+            ..LogConfig::default()
+        };
+        if let Some(v) = &l.syslog {
+            match parse_syslog_target(v.get_ref()) {
+                Ok(target) => out.syslog = Some(target),
+                Err(why) => self.at(
+                    v,
+                    "log.syslog",
+                    format!("syslog \"{}\" {why}", v.get_ref()),
+                    "write syslog = \"udp://192.0.2.10:514\" for a remote receiver, or syslog = \"unix:/dev/log\" for the local one",
+                ),
+            }
+        }
+        if let Some(v) = &l.facility {
+            let name = v.get_ref().trim().to_ascii_lowercase();
+            match FACILITIES.iter().find(|(n, _)| *n == name) {
+                Some(&(_, code)) => out.facility = code,
+                None => {
+                    let names: Vec<&str> = FACILITIES.iter().map(|(n, _)| *n).collect();
+                    let hint = match closest(&name, &names) {
+                        Some(known) => format!("did you mean facility = \"{known}\"?"),
+                        None => format!("write one of {}", names.join(", ")),
+                    };
+                    self.at(
+                        v,
+                        "log.facility",
+                        format!("unknown syslog facility \"{}\"", v.get_ref()),
+                        hint,
+                    );
+                }
+            }
+        }
+        if let Some(v) = &l.app_name {
+            let name = v.get_ref();
+            // RFC 5424 section 6: APP-NAME = NILVALUE / 1*48PRINTUSASCII (33..=126).
+            if name.is_empty() || name.len() > 48 || !name.bytes().all(|b| (33..=126).contains(&b))
+            {
+                self.at(
+                    v,
+                    "log.app_name",
+                    format!("app_name \"{name}\" is not 1 to 48 printable ASCII characters without spaces"),
+                    "write e.g. app_name = \"portico\"",
+                );
+            } else {
+                out.app_name = name.clone();
+            }
+        }
+        out
+    }
+
     fn check_ports_once(&mut self) {
         let ports = std::mem::take(&mut self.tcp_ports);
         for (i, p) in ports.iter().enumerate() {
@@ -1373,6 +1520,56 @@ fn check_host_name(name: &str) -> Result<(), &'static str> {
         }
     }
     Ok(())
+}
+
+/// `"udp://HOST[:PORT]"`, `"unix:PATH"` or an absolute `"PATH"`.
+fn parse_syslog_target(s: &str) -> Result<SyslogTarget, &'static str> {
+    let s = s.trim();
+    if let Some(rest) = s.strip_prefix("udp://") {
+        let (host, port) = if let Some(v6) = rest.strip_prefix('[') {
+            let (host, after) = v6.split_once(']').ok_or("has a '[' without its ']'")?;
+            let port = match after {
+                "" => None,
+                p => Some(p.strip_prefix(':').ok_or("has text after the ']'")?),
+            };
+            if host.parse::<std::net::Ipv6Addr>().is_err() {
+                return Err("has no IPv6 address between '[' and ']'");
+            }
+            (host, port)
+        } else {
+            match rest.split_once(':') {
+                Some((h, p)) => (h, Some(p)),
+                None => (rest, None),
+            }
+        };
+        let port = match port {
+            None => 514,
+            Some(p) => p
+                .parse::<u16>()
+                .ok()
+                .filter(|&p| p != 0)
+                .ok_or("has a port outside 1-65535")?,
+        };
+        let is_name = !host.is_empty()
+            && host
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b':'));
+        if !is_name {
+            return Err("has no host (an IP address or a DNS name)");
+        }
+        return Ok(SyslogTarget::Udp {
+            host: host.to_string(),
+            port,
+        });
+    }
+    let path = s.strip_prefix("unix:").unwrap_or(s);
+    if path.starts_with('/') {
+        Ok(SyslogTarget::Unix(PathBuf::from(path)))
+    } else if s.contains("://") {
+        Err("uses a transport other than udp:// (TCP and TLS syslog are not supported)")
+    } else {
+        Err("is neither udp://HOST:PORT nor the absolute path of a local socket")
+    }
 }
 
 /// `"49152-65535"` → `(49152, 65535)`.
@@ -1479,6 +1676,11 @@ fn example(field: &str) -> Option<String> {
         "turn.secrets" => "secrets = [\"a long random string\"]",
         "metrics" => "[metrics] with listen = \"127.0.0.1:9100\"",
         "metrics.listen" => "listen = \"127.0.0.1:9100\"",
+        "log" => "[log] with syslog = \"udp://192.0.2.10:514\", facility = \"local0\"",
+        "log.stdout" => "stdout = true",
+        "log.syslog" => "syslog = \"udp://192.0.2.10:514\"",
+        "log.facility" => "facility = \"local0\"",
+        "log.app_name" => "app_name = \"portico\"",
         _ => {
             let last = norm.rsplit('.').next().unwrap_or_default();
             return match last {
@@ -1989,6 +2191,94 @@ mod tests {
                 (Some(11), "metrics.listen"),
             ]
         );
+    }
+
+    #[test]
+    fn log_section() {
+        let c = ok("");
+        assert_eq!(c.log, LogConfig::default());
+        assert!(c.log.stdout && c.log.syslog.is_none());
+        assert_eq!((c.log.facility, c.log.app_name.as_str()), (16, "portico"));
+        let c = ok("[log]\nstdout = false\nsyslog = \"udp://192.0.2.10:5514\"\nfacility = \"Daemon\"\napp_name = \"portico-dmz\"\n");
+        assert!(!c.log.stdout);
+        assert_eq!(
+            c.log.syslog,
+            Some(SyslogTarget::Udp {
+                host: "192.0.2.10".into(),
+                port: 5514
+            })
+        );
+        assert_eq!(
+            (c.log.facility, c.log.app_name.as_str()),
+            (3, "portico-dmz")
+        );
+        let target = |s: &str| {
+            ok(&format!("[log]\nsyslog = \"{s}\"\n"))
+                .log
+                .syslog
+                .unwrap()
+                .to_string()
+        };
+        assert_eq!(
+            target("udp://loghost.example.net"),
+            "udp://loghost.example.net:514"
+        );
+        assert_eq!(
+            target("udp://[2001:db8::1]:1514"),
+            "udp://[2001:db8::1]:1514"
+        );
+        assert_eq!(target("udp://[::1]"), "udp://[::1]:514");
+        assert_eq!(target("unix:/dev/log"), "unix:/dev/log");
+        assert_eq!(
+            target("/run/systemd/journal/syslog"),
+            "unix:/run/systemd/journal/syslog"
+        );
+        assert_eq!(ok("[log]\nfacility = \"local7\"\n").log.facility, 23);
+    }
+
+    #[test]
+    fn log_section_errors() {
+        for bad in [
+            "udp://",
+            "udp://192.0.2.10:0",
+            "udp://192.0.2.10:70000",
+            "udp://[::1",
+            "udp://[pbx]:514",
+            "udp://a b:514",
+            "tcp://192.0.2.10:514",
+            "dev/log",
+            "",
+        ] {
+            let e = one(&format!("[log]\n\nsyslog = \"{bad}\"\n"));
+            assert_eq!(
+                (e.line, e.field.as_str()),
+                (Some(3), "log.syslog"),
+                "{bad}: {e}"
+            );
+            assert!(e.hint.contains("udp://192.0.2.10:514"), "{e}");
+        }
+        let e = one("[log]\nfacility = \"locl0\"\n");
+        assert_eq!((e.line, e.field.as_str()), (Some(2), "log.facility"));
+        assert!(
+            e.hint.contains("did you mean facility = \"local0\"?"),
+            "{e}"
+        );
+        let e = one("[log]\nfacility = \"console\"\n");
+        assert!(e.hint.contains("local7"), "{e}");
+        for bad in ["", "por tico", &"x".repeat(49)] {
+            let e = one(&format!("[log]\napp_name = \"{bad}\"\n"));
+            assert_eq!(
+                (e.line, e.field.as_str()),
+                (Some(2), "log.app_name"),
+                "{bad}"
+            );
+        }
+        let e = one("[log]\nsyslgo = \"unix:/dev/log\"\n");
+        assert_eq!((e.line, e.field.as_str()), (Some(2), "log.syslgo"));
+        assert!(e.hint.contains("did you mean `syslog`?"), "{e}");
+        let e = one("[log]\nstdout = \"yes\"\n");
+        assert_eq!((e.line, e.field.as_str()), (Some(2), "log.stdout"));
+        assert!(e.hint.contains("stdout = true"), "{e}");
     }
 
     #[test]

@@ -4,6 +4,7 @@
 use std::net::IpAddr;
 
 use crate::log::LogRecord;
+use crate::metrics::ShardMetrics;
 
 #[derive(Debug, Clone)]
 pub enum Event {
@@ -13,6 +14,12 @@ pub enum Event {
     Log(Box<LogRecord>),
     /// A free-form operational message (start, errors) to log.
     Notice(String),
+    /// Shard `shard`'s metrics since it started (cumulative): sent every second and
+    /// when the shard drains; the control thread keeps the latest per shard.
+    Metrics {
+        shard: usize,
+        metrics: Box<ShardMetrics>,
+    },
 }
 
 /// Capacity of the event channel.

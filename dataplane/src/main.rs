@@ -41,10 +41,27 @@ enum Command {
         #[arg(long, default_value = "/run/portico/portico.sock")]
         control_socket: PathBuf,
     },
-    /// Validate a configuration; exit 1 on errors.
+    /// Validate a configuration and lint it against the seed's advice; exit 1 on
+    /// errors, 0 with warnings printed.
     Check {
         #[arg(long)]
         config: PathBuf,
+        #[arg(long, value_enum, default_value_t = CheckFormat::Text)]
+        format: CheckFormat,
+    },
+    /// Print what the rest of the site needs: the router's port forwardings, the
+    /// official and internal DNS records, the certificate names.
+    Plan {
+        #[arg(long)]
+        config: PathBuf,
+        /// The router's public address (default: [proxy] public_nat_address).
+        #[arg(long)]
+        public_ip: Option<std::net::IpAddr>,
+        /// portico's own address on the private network (default: from bind).
+        #[arg(long)]
+        box_ip: Option<std::net::IpAddr>,
+        #[arg(long, value_enum, default_value_t = PlanFormat::Table)]
+        format: PlanFormat,
     },
     /// The seed's reference topology on loopback, with stand-in targets.
     Demo {
@@ -55,6 +72,53 @@ enum Command {
         #[arg(long)]
         shards: Option<usize>,
     },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum CheckFormat {
+    Text,
+    Json,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum PlanFormat {
+    Table,
+    Zone,
+}
+
+fn check(path: &std::path::Path, format: CheckFormat) -> ExitCode {
+    use portico_control::lint::{self, Finding, Severity};
+    let findings: Vec<Finding> = match portico_control::config::load(path) {
+        Err(errors) => errors.iter().map(Finding::from_config_error).collect(),
+        Ok(config) => {
+            let text = std::fs::read_to_string(path).unwrap_or_default();
+            lint::lint(&config, &text, std::time::SystemTime::now())
+        }
+    };
+    let errors = findings.iter().filter(|f| matches!(f.severity, Severity::Error)).count();
+    match format {
+        CheckFormat::Json => println!("{}", lint::to_json(&findings, path)),
+        CheckFormat::Text => {
+            for f in &findings {
+                if matches!(f.severity, Severity::Error) {
+                    eprintln!("{f}");
+                } else {
+                    println!("{f}");
+                }
+            }
+            let warnings = findings.len() - errors;
+            if errors == 0 {
+                println!("{}: ok ({warnings} warning(s))", path.display());
+            } else {
+                eprintln!("{}: {errors} error(s), {warnings} warning(s)", path.display());
+            }
+        }
+    }
+    if errors == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
 }
 
 fn print_errors(errors: &[portico_control::config::ConfigError]) {
@@ -112,16 +176,22 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Command::Check { config } => match portico_control::config::load(&config) {
-            Ok(c) => {
-                println!("{}: ok ({} hosts)", config.display(), c.hosts.len());
-                ExitCode::SUCCESS
+        Command::Check { config, format } => check(&config, format),
+        Command::Plan { config, public_ip, box_ip, format } => {
+            let config = match portico_control::config::load(&config) {
+                Ok(c) => c,
+                Err(errors) => {
+                    print_errors(&errors);
+                    return ExitCode::FAILURE;
+                }
+            };
+            let plan = portico_control::plan::plan(&config, public_ip, box_ip);
+            match format {
+                PlanFormat::Table => print!("{}", portico_control::plan::render_table(&plan)),
+                PlanFormat::Zone => print!("{}", portico_control::plan::render_zone(&plan)),
             }
-            Err(errors) => {
-                print_errors(&errors);
-                ExitCode::FAILURE
-            }
-        },
+            ExitCode::SUCCESS
+        }
         Command::Demo {
             http_port,
             https_port,

@@ -26,12 +26,28 @@ use portico_proto::http::{
 use portico_proto::Sniff;
 
 use crate::conn::Conn;
+use crate::listener::Service;
 use crate::shard::{Decision, ShardCtx};
 use crate::time::{until, within};
+use portico_control::metrics::{Direction, Hist, RejectKind};
 
 /// Target connections kept per client connection.
 const MAX_TARGETS: usize = 8;
 const READ_CHUNK: usize = 16 * 1024;
+/// Count `n` bytes relayed client → target.
+fn up(ctx: &ShardCtx, service: Service, n: usize) {
+    ctx.metrics
+        .borrow_mut()
+        .bytes(service, Direction::ClientToTarget, n as u64);
+}
+
+/// Count `n` bytes relayed target → client.
+fn down(ctx: &ShardCtx, service: Service, n: usize) {
+    ctx.metrics
+        .borrow_mut()
+        .bytes(service, Direction::TargetToClient, n as u64);
+}
+
 /// Why a target gave no answer at all (a reused connection may be retried).
 const CLOSED_EARLY: &str = "target closed without answering";
 /// Longest request summary put in a log line.
@@ -43,6 +59,36 @@ struct Refusal {
     status: u16,
     reason: &'static str,
 }
+
+impl Refusal {
+    /// The metrics category of this refusal (the log line carries the reason).
+    fn kind(&self) -> RejectKind {
+        match self.status {
+            421 => RejectKind::NoHost,
+            403 => RejectKind::NoRule,
+            408 => RejectKind::Timeout,
+            431 => RejectKind::TooLarge,
+            504 => RejectKind::TargetTimeout,
+            502 if self.reason == TARGET_REFUSED => RejectKind::TargetRefused,
+            502 => RejectKind::TargetError,
+            _ if [
+                "Content-Length",
+                "Transfer-Encoding",
+                "folding",
+                "absolute-form",
+                "Host header",
+            ]
+            .iter()
+            .any(|w| self.reason.contains(w)) =>
+            {
+                RejectKind::Smuggling
+            }
+            _ => RejectKind::Malformed,
+        }
+    }
+}
+
+const TARGET_REFUSED: &str = "target refused the connection";
 
 fn status_text(status: u16) -> &'static str {
     match status {
@@ -69,6 +115,7 @@ struct Target {
 
 struct Session {
     ctx: Rc<ShardCtx>,
+    service: Service,
     conn_id: u64,
     peer: SocketAddr,
     scheme: &'static str,
@@ -79,6 +126,8 @@ struct Session {
     head_out: Vec<u8>,
     scratch: Vec<u8>,
     client_ip: String,
+    /// When the first byte of the current request arrived (routing-decision time).
+    request_started: Instant,
 }
 
 /// What to do after one exchange.
@@ -98,6 +147,7 @@ enum HeadEnd {
 
 pub async fn serve(
     ctx: Rc<ShardCtx>,
+    service: Service,
     conn_id: u64,
     client: Conn,
     peer: SocketAddr,
@@ -105,6 +155,7 @@ pub async fn serve(
 ) {
     let mut s = Session {
         ctx,
+        service,
         conn_id,
         peer,
         scheme,
@@ -114,6 +165,7 @@ pub async fn serve(
         head_out: Vec::with_capacity(1024),
         scratch: vec![0; READ_CHUNK],
         client_ip: peer.ip().to_string(),
+        request_started: Instant::now(),
     };
     let mut first = true;
     loop {
@@ -124,7 +176,15 @@ pub async fn serve(
             Next::Tunnel(i) => {
                 let idle = s.ctx.shared.rules().config.proxy.idle_timeout;
                 let target = s.targets.swap_remove(i);
-                let _ = crate::relay::tunnel(s.client, target.conn, idle).await;
+                let ctx = s.ctx.clone();
+                ctx.metrics.borrow_mut().tunnel_open(service);
+                let moved = crate::relay::tunnel(s.client, target.conn, idle).await;
+                let mut m = ctx.metrics.borrow_mut();
+                m.tunnel_close(service);
+                if let Ok(moved) = moved {
+                    m.bytes(service, Direction::ClientToTarget, moved.a_to_b);
+                    m.bytes(service, Direction::TargetToClient, moved.b_to_a);
+                }
                 return;
             }
         }
@@ -185,7 +245,12 @@ impl Session {
                 within(wait, self.client.read(&mut self.buf[start_len..])).await
             };
             match read {
-                Some(Ok(n)) if n > 0 => self.buf.truncate(start_len + n),
+                Some(Ok(n)) if n > 0 => {
+                    if start_len == 0 {
+                        self.request_started = Instant::now();
+                    }
+                    self.buf.truncate(start_len + n)
+                }
                 Some(_) => {
                     // EOF or error from the client.
                     self.buf.truncate(start_len);
@@ -215,13 +280,14 @@ impl Session {
     /// Answer with an error from portico, count the reject, log it.
     async fn refuse(&mut self, r: Refusal, host: &str, summary: &str) -> Next {
         let d = Decision {
+            service: self.service,
             conn_id: self.conn_id,
             source: self.source(),
             scheme: self.scheme,
             host,
             summary,
         };
-        self.ctx.reject(&d, r.reason);
+        self.ctx.reject(&d, r.kind(), r.reason);
         let body = format!("{} {}: {}\n", r.status, status_text(r.status), r.reason);
         let head = format!(
             "HTTP/1.1 {} {}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
@@ -320,6 +386,11 @@ impl Session {
             }
         };
         let connect_timeout = proxy.connect_timeout;
+        self.ctx.metrics.borrow_mut().observe_duration(
+            Hist::RoutingDecision,
+            self.service,
+            self.request_started.elapsed(),
+        );
         let idle = proxy.idle_timeout;
         drop(rules);
 
@@ -330,6 +401,14 @@ impl Session {
         };
         write_forward_head(&self.buf, &head, &info, &mut self.head_out);
         self.buf.drain(..head.head_len.min(self.buf.len()));
+        // The part of a Content-Length body already read goes out with the head.
+        let mut body_framing = head.framing;
+        if let BodyFraming::Length(n) = head.framing {
+            let take = (n.min(self.buf.len() as u64)) as usize;
+            self.head_out.extend_from_slice(&self.buf[..take]);
+            self.buf.drain(..take);
+            body_framing = BodyFraming::Length(n - take as u64);
+        }
 
         // A target connection: reused, or new. A reused one may have been closed by
         // the target meanwhile; a request without body is then sent again once on a
@@ -356,6 +435,9 @@ impl Session {
                     .and(t.conn.flush().await),
                 None => return Next::Close,
             };
+            if sent.is_ok() {
+                up(&self.ctx, self.service, self.head_out.len());
+            }
             if sent.is_err() {
                 self.targets.swap_remove(index);
                 if may_retry {
@@ -374,7 +456,7 @@ impl Session {
                     .await;
                 let _ = self.client.flush().await;
             }
-            if let Err(r) = self.forward_request_body(index, head.framing, idle).await {
+            if let Err(r) = self.forward_request_body(index, body_framing, idle).await {
                 self.targets.swap_remove(index);
                 if let Some(r) = r {
                     return self.refuse(r, &head.host, &summary).await;
@@ -385,13 +467,14 @@ impl Session {
             match self.read_response_head(index, head.method, idle).await {
                 Ok(resp) => {
                     let d = Decision {
+                        service: self.service,
                         conn_id: self.conn_id,
                         source: self.source(),
                         scheme: self.scheme,
                         host: &head.host,
                         summary: &summary,
                     };
-                    self.ctx.forwarded(&d, addr, new);
+                    self.ctx.forwarded(&d, &host_name, addr, new);
                     break (index, resp);
                 }
                 Err(r) => {
@@ -452,12 +535,13 @@ impl Session {
         {
             return Ok((i, false));
         }
+        let started = Instant::now();
         let stream = match within(connect_timeout, TcpStream::connect(addr)).await {
             Some(Ok(s)) => s,
             Some(Err(_)) => {
                 return Err(Refusal {
                     status: 502,
-                    reason: "target refused the connection",
+                    reason: TARGET_REFUSED,
                 })
             }
             None => {
@@ -490,6 +574,11 @@ impl Session {
         } else {
             Conn::Plain(stream)
         };
+        self.ctx.metrics.borrow_mut().observe_duration(
+            Hist::TargetConnect,
+            self.service,
+            started.elapsed(),
+        );
         if self.targets.len() >= MAX_TARGETS {
             self.targets.remove(0);
         }
@@ -522,6 +611,7 @@ impl Session {
                         .write_all(&self.buf[..take])
                         .await
                         .map_err(|_| None)?;
+                    up(&self.ctx, self.service, take);
                     self.buf.drain(..take);
                     left -= take as u64;
                 }
@@ -535,6 +625,7 @@ impl Session {
                         .write_all(&self.scratch[..n])
                         .await
                         .map_err(|_| None)?;
+                    up(&self.ctx, self.service, n);
                     left -= n as u64;
                 }
                 t.conn.flush().await.map_err(|_| None)
@@ -563,6 +654,7 @@ impl Session {
                         .write_all(&self.buf[..used])
                         .await
                         .map_err(|_| None)?;
+                    up(&self.ctx, self.service, used);
                     self.buf.drain(..used);
                     if progress.done {
                         return t.conn.flush().await.map_err(|_| None);
@@ -654,34 +746,38 @@ impl Session {
         Ok(())
     }
 
-    /// Forward the final response head and its body to the client.
+    /// Forward the final response head and its body to the client. The head goes
+    /// out together with the part of the body already read (one write for a small
+    /// response).
     async fn forward_response(
         &mut self,
         index: usize,
         resp: &ResponseHead,
         idle: std::time::Duration,
     ) -> Result<(), ()> {
+        let (ctx, service) = (&self.ctx, self.service);
         let Some(t) = self.targets.get_mut(index) else {
             return Err(());
         };
         let head_len = resp.head_len.min(t.buf.len());
-        self.client
-            .write_all(&t.buf[..head_len])
-            .await
-            .map_err(|_| ())?;
-        t.buf.drain(..head_len);
         match resp.framing {
-            BodyFraming::None => {}
+            BodyFraming::None => {
+                self.client
+                    .write_all(&t.buf[..head_len])
+                    .await
+                    .map_err(|_| ())?;
+                down(ctx, service, head_len);
+                t.buf.drain(..head_len);
+            }
             BodyFraming::Length(mut left) => {
-                let take = (left.min(t.buf.len() as u64)) as usize;
-                if take > 0 {
-                    self.client
-                        .write_all(&t.buf[..take])
-                        .await
-                        .map_err(|_| ())?;
-                    t.buf.drain(..take);
-                    left -= take as u64;
-                }
+                let take = (left.min((t.buf.len() - head_len) as u64)) as usize;
+                self.client
+                    .write_all(&t.buf[..head_len + take])
+                    .await
+                    .map_err(|_| ())?;
+                down(ctx, service, head_len + take);
+                t.buf.drain(..head_len + take);
+                left -= take as u64;
                 while left > 0 {
                     let want = (left.min(READ_CHUNK as u64)) as usize;
                     let n = match within(idle, t.conn.read(&mut self.scratch[..want])).await {
@@ -692,47 +788,52 @@ impl Session {
                         .write_all(&self.scratch[..n])
                         .await
                         .map_err(|_| ())?;
+                    down(ctx, service, n);
                     left -= n as u64;
                 }
             }
             BodyFraming::Chunked => {
                 let mut decoder = ChunkedDecoder::new();
+                let mut pending_head = head_len;
                 loop {
-                    if t.buf.is_empty() {
-                        t.buf.resize(READ_CHUNK, 0);
-                        match within(idle, t.conn.read(&mut t.buf)).await {
-                            Some(Ok(n)) if n > 0 => t.buf.truncate(n),
+                    if t.buf.len() == pending_head {
+                        t.buf.resize(pending_head + READ_CHUNK, 0);
+                        match within(idle, t.conn.read(&mut t.buf[pending_head..])).await {
+                            Some(Ok(n)) if n > 0 => t.buf.truncate(pending_head + n),
                             _ => {
                                 t.buf.clear();
                                 return Err(());
                             }
                         }
                     }
-                    let progress = decoder.feed(&t.buf).map_err(|_| ())?;
-                    let used = progress.consumed.min(t.buf.len());
+                    let progress = decoder.feed(&t.buf[pending_head..]).map_err(|_| ())?;
+                    let used = pending_head + progress.consumed.min(t.buf.len() - pending_head);
                     self.client
                         .write_all(&t.buf[..used])
                         .await
                         .map_err(|_| ())?;
+                    down(ctx, service, used);
                     t.buf.drain(..used);
+                    pending_head = 0;
                     if progress.done {
                         break;
                     }
                 }
             }
             BodyFraming::UntilClose => {
-                if !t.buf.is_empty() {
-                    self.client.write_all(&t.buf).await.map_err(|_| ())?;
-                    t.buf.clear();
-                }
+                self.client.write_all(&t.buf).await.map_err(|_| ())?;
+                down(ctx, service, t.buf.len());
+                t.buf.clear();
                 loop {
                     match within(idle, t.conn.read(&mut self.scratch)).await {
                         Some(Ok(0)) => break,
-                        Some(Ok(n)) => self
-                            .client
-                            .write_all(&self.scratch[..n])
-                            .await
-                            .map_err(|_| ())?,
+                        Some(Ok(n)) => {
+                            self.client
+                                .write_all(&self.scratch[..n])
+                                .await
+                                .map_err(|_| ())?;
+                            down(ctx, service, n);
+                        }
                         _ => return Err(()),
                     }
                 }

@@ -12,40 +12,15 @@ use socket2::{Domain, Protocol, Socket, Type};
 
 use portico_control::config::ListenConfig;
 
-/// The services portico listens for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Service {
-    Http,
-    Https,
-    Ldap,
-    Ldaps,
-    Sip,
-    Sips,
-    H323,
-    H323Tls,
-}
+/// The services portico listens for (shared with the metrics labels).
+pub use portico_control::metrics::Service;
 
-impl Service {
-    pub fn name(self) -> &'static str {
-        match self {
-            Service::Http => "http",
-            Service::Https => "https",
-            Service::Ldap => "ldap",
-            Service::Ldaps => "ldaps",
-            Service::Sip => "sip",
-            Service::Sips => "sips",
-            Service::H323 => "h323",
-            Service::H323Tls => "h323_tls",
-        }
-    }
-
-    /// Whether the client leg of this service is TLS.
-    pub fn is_tls(self) -> bool {
-        matches!(
-            self,
-            Service::Https | Service::Ldaps | Service::Sips | Service::H323Tls
-        )
-    }
+/// Whether the client leg of `service` is TLS.
+pub fn is_tls(service: Service) -> bool {
+    matches!(
+        service,
+        Service::Https | Service::Ldaps | Service::Sips | Service::H323Tls
+    )
 }
 
 /// One listening endpoint.

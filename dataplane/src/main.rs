@@ -95,7 +95,10 @@ fn check(path: &std::path::Path, format: CheckFormat) -> ExitCode {
             lint::lint(&config, &text, std::time::SystemTime::now())
         }
     };
-    let errors = findings.iter().filter(|f| matches!(f.severity, Severity::Error)).count();
+    let errors = findings
+        .iter()
+        .filter(|f| matches!(f.severity, Severity::Error))
+        .count();
     match format {
         CheckFormat::Json => println!("{}", lint::to_json(&findings, path)),
         CheckFormat::Text => {
@@ -110,7 +113,10 @@ fn check(path: &std::path::Path, format: CheckFormat) -> ExitCode {
             if errors == 0 {
                 println!("{}: ok ({warnings} warning(s))", path.display());
             } else {
-                eprintln!("{}: {errors} error(s), {warnings} warning(s)", path.display());
+                eprintln!(
+                    "{}: {errors} error(s), {warnings} warning(s)",
+                    path.display()
+                );
             }
         }
     }
@@ -177,7 +183,12 @@ fn main() -> ExitCode {
             }
         }
         Command::Check { config, format } => check(&config, format),
-        Command::Plan { config, public_ip, box_ip, format } => {
+        Command::Plan {
+            config,
+            public_ip,
+            box_ip,
+            format,
+        } => {
             let config = match portico_control::config::load(&config) {
                 Ok(c) => c,
                 Err(errors) => {

@@ -25,6 +25,7 @@ use glommio::{LocalExecutorBuilder, Placement};
 use portico_control::config::Config;
 use portico_control::control::ControlThread;
 use portico_control::event::{Event, EventSender};
+use portico_control::metrics::{MetricsStore, ReloadOutcome};
 use portico_control::rules::RuleTable;
 use portico_control::snapshot::{RuleSnapshot, Shared};
 
@@ -118,6 +119,7 @@ struct Supervisor {
     tls: Arc<ArcSwap<TlsSet>>,
     shard_commands: Vec<Sender<ShardCommand>>,
     events: EventSender,
+    metrics: Arc<MetricsStore>,
 }
 
 impl Supervisor {
@@ -134,6 +136,8 @@ impl Supervisor {
                 format!("ok {summary}\n")
             }
             Err(errors) => {
+                self.metrics
+                    .record_reload(ReloadOutcome::Refused, std::time::SystemTime::now());
                 self.notice(format!(
                     "reload refused, generation {} stays: {}",
                     self.generation,
@@ -369,6 +373,7 @@ pub fn run(config: Config, options: RunOptions) -> Result<()> {
         tls,
         shard_commands,
         events: events.clone(),
+        metrics: control.metrics.clone(),
     };
     supervise(&mut supervisor, &wake_rx, &done_rx, options.grace);
     if let Some(path) = &options.control_socket {

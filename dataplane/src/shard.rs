@@ -21,6 +21,7 @@ use glommio::net::{TcpListener, TcpStream};
 use glommio::Task;
 use portico_control::event::{Event, EventSender};
 use portico_control::log::{LogRecord, Outcome};
+use portico_control::metrics::{Hist, RejectKind, ShardMetrics};
 use portico_control::snapshot::Shared;
 
 use crate::conn::Conn;
@@ -36,6 +37,9 @@ pub enum ShardCommand {
     /// Stop accepting, let connections finish for up to `grace`, then end the shard.
     Drain { grace: Duration },
 }
+
+/// How often a shard hands its metrics to the control thread.
+const METRICS_EVERY: Duration = Duration::from_secs(1);
 
 /// How often a shard looks for commands. Commands are rare (reload, stop); a short
 /// timer keeps the shard free of cross-thread wakeups on the hot path.
@@ -60,8 +64,9 @@ pub struct ShardCtx {
     /// TLS configurations of the current generation; loaded per handshake.
     pub tls: Arc<ArcSwap<TlsSet>>,
     next_conn: Cell<u64>,
-    /// Events dropped because the control thread's queue was full.
-    pub dropped_events: Cell<u64>,
+    /// This shard's counters and histograms, sent to the control thread every
+    /// second (cumulative, so a dropped event loses nothing).
+    pub metrics: RefCell<ShardMetrics>,
     /// Client connections open on this shard.
     active: Cell<usize>,
     draining: Cell<bool>,
@@ -78,13 +83,14 @@ impl ShardCtx {
 
     fn send(&self, event: Event) {
         if !self.events.send(event) {
-            self.dropped_events.set(self.dropped_events.get() + 1);
+            self.metrics.borrow_mut().event_dropped();
         }
     }
 
     /// A refused request or connection: count it against the source and log it when
     /// `log_rejected` is on.
-    pub fn reject(&self, d: &Decision<'_>, reason: &str) {
+    pub fn reject(&self, d: &Decision<'_>, kind: RejectKind, reason: &str) {
+        self.metrics.borrow_mut().rejected(d.service, kind);
         self.send(Event::Reject { source: d.source });
         if self.shared.rules().config.proxy.log_rejected {
             self.send(Event::Log(Box::new(d.record(Outcome::Rejected {
@@ -93,8 +99,16 @@ impl ShardCtx {
         }
     }
 
-    /// A forwarded request: log it when `log_forwarded` is on.
-    pub fn forwarded(&self, d: &Decision<'_>, target: SocketAddr, new_connection: bool) {
+    /// A forwarded request (to `host`, the rule's configured name): count it, and log
+    /// it when `log_forwarded` is on.
+    pub fn forwarded(
+        &self,
+        d: &Decision<'_>,
+        host: &str,
+        target: SocketAddr,
+        new_connection: bool,
+    ) {
+        self.metrics.borrow_mut().forwarded(d.service, host, target);
         if self.shared.rules().config.proxy.log_forwarded {
             self.send(Event::Log(Box::new(d.record(Outcome::Forwarded {
                 target,
@@ -105,6 +119,14 @@ impl ShardCtx {
 
     pub fn notice(&self, msg: String) {
         self.send(Event::Notice(msg));
+    }
+
+    fn report_metrics(&self) {
+        let snapshot = Box::new(self.metrics.borrow().clone());
+        self.send(Event::Metrics {
+            shard: self.index,
+            metrics: snapshot,
+        });
     }
 
     /// Whether the shard is draining: finish the current exchange, accept no more.
@@ -129,23 +151,26 @@ impl ShardCtx {
 }
 
 /// Counts a client connection as active while it lives.
-struct ActiveGuard(Rc<ShardCtx>);
+struct ActiveGuard(Rc<ShardCtx>, Service);
 
 impl ActiveGuard {
-    fn new(ctx: Rc<ShardCtx>) -> ActiveGuard {
+    fn new(ctx: Rc<ShardCtx>, service: Service) -> ActiveGuard {
         ctx.active.set(ctx.active.get() + 1);
-        ActiveGuard(ctx)
+        ctx.metrics.borrow_mut().conn_open(service);
+        ActiveGuard(ctx, service)
     }
 }
 
 impl Drop for ActiveGuard {
     fn drop(&mut self) {
         self.0.active.set(self.0.active.get().saturating_sub(1));
+        self.0.metrics.borrow_mut().conn_close(self.1);
     }
 }
 
 /// Who asked for what: the fields of a log line besides its outcome.
 pub struct Decision<'a> {
+    pub service: Service,
     pub conn_id: u64,
     pub source: IpAddr,
     pub scheme: &'static str,
@@ -176,12 +201,21 @@ pub async fn run(init: ShardInit) {
         events: init.events,
         tls: init.tls,
         next_conn: Cell::new(0),
-        dropped_events: Cell::new(0),
+        metrics: RefCell::new(ShardMetrics::new()),
         active: Cell::new(0),
         draining: Cell::new(false),
         drain: event_listener::Event::new(),
     });
     let listeners: RefCell<HashMap<Endpoint, Task<()>>> = RefCell::new(HashMap::new());
+    let reporter = {
+        let ctx = ctx.clone();
+        glommio::spawn_local(async move {
+            loop {
+                glommio::timer::sleep(METRICS_EVERY).await;
+                ctx.report_metrics();
+            }
+        })
+    };
     loop {
         let command = match init.commands.try_recv() {
             Ok(c) => c,
@@ -219,6 +253,8 @@ pub async fn run(init: ShardInit) {
                 while ctx.active.get() > 0 && Instant::now() < deadline {
                     glommio::timer::sleep(COMMAND_POLL.min(deadline - Instant::now())).await;
                 }
+                drop(reporter);
+                ctx.report_metrics();
                 return;
             }
         }
@@ -240,13 +276,15 @@ async fn accept_loop(ctx: Rc<ShardCtx>, ep: Endpoint, listener: TcpListener) {
             continue;
         };
         let source = canonical_ip(peer.ip());
+        ctx.metrics.borrow_mut().accepted(ep.service);
         // Blacklisted sources are closed here, before any TLS work.
         if ctx.shared.blacklist().contains(source, Instant::now()) {
+            ctx.metrics.borrow_mut().blacklist_hit(ep.service);
             drop(stream);
             continue;
         }
         let _ = stream.set_nodelay(true);
-        let guard = ActiveGuard::new(ctx.clone());
+        let guard = ActiveGuard::new(ctx.clone(), ep.service);
         glommio::spawn_local(async move {
             let peer = SocketAddr::new(source, peer.port());
             serve(guard.0.clone(), ep, stream, peer).await;
@@ -269,39 +307,85 @@ pub fn canonical_ip(ip: IpAddr) -> IpAddr {
 
 async fn serve(ctx: Rc<ShardCtx>, ep: Endpoint, stream: TcpStream, peer: SocketAddr) {
     let conn_id = ctx.next_conn_id();
-    match ep.service {
-        Service::Http => crate::http::serve(ctx, conn_id, Conn::Plain(stream), peer, "http").await,
+    let service = ep.service;
+    match service {
+        Service::Http => {
+            crate::http::serve(ctx, service, conn_id, Conn::Plain(stream), peer, "http").await
+        }
         Service::Https => {
-            let timeout = ctx.shared.rules().config.proxy.header_timeout;
-            let decision = Decision {
-                conn_id,
-                source: peer.ip(),
-                scheme: "https",
-                host: "",
-                summary: "",
-            };
-            let deadline = Instant::now() + timeout;
-            // A connection closed without a byte (a TCP health check, a port scan
-            // that gave up) is not a failed handshake: close it quietly, as the
-            // plain listeners do.
-            let mut first = [0u8; 1];
-            match crate::time::until(deadline, stream.peek(&mut first)).await {
-                Some(Ok(n)) if n > 0 => {}
-                Some(_) => return,
-                None => return ctx.reject(&decision, "TLS handshake timed out"),
-            }
-            let acceptor = futures_rustls::TlsAcceptor::from(ctx.tls.load().server.clone());
-            let accepted = crate::time::until(deadline, acceptor.accept(stream)).await;
-            match accepted {
-                Some(Ok(tls)) => {
-                    crate::http::serve(ctx, conn_id, Conn::TlsServer(Box::new(tls)), peer, "https")
-                        .await
-                }
-                Some(Err(e)) => ctx.reject(&decision, &format!("TLS handshake failed: {e}")),
-                None => ctx.reject(&decision, "TLS handshake timed out"),
+            if let Some(tls) = accept_tls(&ctx, service, conn_id, stream, peer, "https").await {
+                crate::http::serve(
+                    ctx,
+                    service,
+                    conn_id,
+                    Conn::TlsServer(Box::new(tls)),
+                    peer,
+                    "https",
+                )
+                .await
             }
         }
-        // Served by later issues; `main` does not bind them yet.
+        // Served by later issues; `runtime` does not bind them yet.
         _ => {}
+    }
+}
+
+/// The TLS handshake of a client leg, within the header timeout. `None` when it
+/// failed (counted and logged) or the client left without a byte (not counted).
+async fn accept_tls(
+    ctx: &Rc<ShardCtx>,
+    service: Service,
+    conn_id: u64,
+    stream: TcpStream,
+    peer: SocketAddr,
+    scheme: &'static str,
+) -> Option<futures_rustls::server::TlsStream<TcpStream>> {
+    let timeout = ctx.shared.rules().config.proxy.header_timeout;
+    let decision = Decision {
+        service,
+        conn_id,
+        source: peer.ip(),
+        scheme,
+        host: "",
+        summary: "",
+    };
+    let start = Instant::now();
+    let deadline = start + timeout;
+    // A connection closed without a byte (a TCP health check, a port scan that gave
+    // up) is not a failed handshake: close it quietly, as the plain listeners do.
+    let mut first = [0u8; 1];
+    match crate::time::until(deadline, stream.peek(&mut first)).await {
+        Some(Ok(n)) if n > 0 => {}
+        Some(_) => return None,
+        None => {
+            ctx.reject(&decision, RejectKind::Timeout, "TLS handshake timed out");
+            return None;
+        }
+    }
+    let acceptor = futures_rustls::TlsAcceptor::from(ctx.tls.load().server.clone());
+    let accepted = crate::time::until(deadline, acceptor.accept(stream)).await;
+    let mut m = ctx.metrics.borrow_mut();
+    match accepted {
+        Some(Ok(tls)) => {
+            m.tls_handshake(service);
+            m.observe_duration(Hist::TlsHandshake, service, start.elapsed());
+            Some(tls)
+        }
+        Some(Err(e)) => {
+            m.tls_handshake_failed(service);
+            drop(m);
+            ctx.reject(
+                &decision,
+                RejectKind::TlsHandshake,
+                &format!("TLS handshake failed: {e}"),
+            );
+            None
+        }
+        None => {
+            m.tls_handshake_failed(service);
+            drop(m);
+            ctx.reject(&decision, RejectKind::Timeout, "TLS handshake timed out");
+            None
+        }
     }
 }

@@ -223,12 +223,13 @@ impl Session {
                 Some(d) => d.saturating_duration_since(Instant::now()),
                 None => cfg.proxy.idle_timeout,
             };
+            // Reads go into the scratch buffer (allocated once) and are appended:
+            // no zero-filling of a fresh read area per read.
             let start_len = self.buf.len();
-            self.buf.resize(start_len + READ_CHUNK, 0);
             let read = if start_len == 0 {
                 // Idle between requests: a drain closes the connection now.
                 let ctx = self.ctx.clone();
-                let read = within(wait, self.client.read(&mut self.buf[start_len..]));
+                let read = within(wait, self.client.read(&mut self.scratch));
                 match futures_lite::future::or(async { Some(read.await) }, async {
                     ctx.drain_started().await;
                     None
@@ -236,24 +237,21 @@ impl Session {
                 .await
                 {
                     Some(r) => r,
-                    None => {
-                        self.buf.truncate(start_len);
-                        return Err(HeadEnd::Quiet);
-                    }
+                    None => return Err(HeadEnd::Quiet),
                 }
             } else {
-                within(wait, self.client.read(&mut self.buf[start_len..])).await
+                within(wait, self.client.read(&mut self.scratch)).await
             };
             match read {
                 Some(Ok(n)) if n > 0 => {
                     if start_len == 0 {
                         self.request_started = Instant::now();
                     }
-                    self.buf.truncate(start_len + n)
+                    self.buf
+                        .extend_from_slice(&self.scratch[..n.min(self.scratch.len())]);
                 }
                 Some(_) => {
                     // EOF or error from the client.
-                    self.buf.truncate(start_len);
                     return Err(if start_len == 0 {
                         HeadEnd::Quiet
                     } else {
@@ -264,7 +262,6 @@ impl Session {
                     });
                 }
                 None => {
-                    self.buf.truncate(start_len);
                     if start_len == 0 && !first {
                         return Err(HeadEnd::Quiet);
                     }
@@ -634,13 +631,11 @@ impl Session {
                 let mut decoder = ChunkedDecoder::new();
                 loop {
                     if self.buf.is_empty() {
-                        self.buf.resize(READ_CHUNK, 0);
-                        match within(idle, self.client.read(&mut self.buf)).await {
-                            Some(Ok(n)) if n > 0 => self.buf.truncate(n),
-                            _ => {
-                                self.buf.clear();
-                                return Err(None);
-                            }
+                        match within(idle, self.client.read(&mut self.scratch)).await {
+                            Some(Ok(n)) if n > 0 => self
+                                .buf
+                                .extend_from_slice(&self.scratch[..n.min(READ_CHUNK)]),
+                            _ => return Err(None),
                         }
                     }
                     let progress = decoder.feed(&self.buf).map_err(|r| {
@@ -703,11 +698,9 @@ impl Session {
                 }
             }
             let start = t.buf.len();
-            t.buf.resize(start + READ_CHUNK, 0);
-            match until(deadline, t.conn.read(&mut t.buf[start..])).await {
-                Some(Ok(n)) if n > 0 => t.buf.truncate(start + n),
+            match until(deadline, t.conn.read(&mut self.scratch)).await {
+                Some(Ok(n)) if n > 0 => t.buf.extend_from_slice(&self.scratch[..n.min(READ_CHUNK)]),
                 Some(_) => {
-                    t.buf.truncate(start);
                     let reason = if start == 0 {
                         CLOSED_EARLY
                     } else {
@@ -719,7 +712,6 @@ impl Session {
                     });
                 }
                 None => {
-                    t.buf.truncate(start);
                     return Err(Refusal {
                         status: 504,
                         reason: "target did not answer in time",
@@ -797,13 +789,11 @@ impl Session {
                 let mut pending_head = head_len;
                 loop {
                     if t.buf.len() == pending_head {
-                        t.buf.resize(pending_head + READ_CHUNK, 0);
-                        match within(idle, t.conn.read(&mut t.buf[pending_head..])).await {
-                            Some(Ok(n)) if n > 0 => t.buf.truncate(pending_head + n),
-                            _ => {
-                                t.buf.clear();
-                                return Err(());
+                        match within(idle, t.conn.read(&mut self.scratch)).await {
+                            Some(Ok(n)) if n > 0 => {
+                                t.buf.extend_from_slice(&self.scratch[..n.min(READ_CHUNK)])
                             }
+                            _ => return Err(()),
                         }
                     }
                     let progress = decoder.feed(&t.buf[pending_head..]).map_err(|_| ())?;

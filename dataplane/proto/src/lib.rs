@@ -25,3 +25,6 @@ pub enum Sniff<T, R> {
     /// The bytes can never become valid input.
     Reject(R),
 }
+pub mod ldap;
+pub mod sip;
+pub mod stun;

@@ -5,6 +5,7 @@
 //! - [`tls`]: rustls (ring provider) for client and target legs.
 //! - [`http`]: the HTTP/HTTPS reverse proxy on one client connection.
 //! - [`relay`]: tunnels after routing: splice for plain↔plain, copy through TLS.
+//! - [`routed`]: SIP/SIPS and LDAP/LDAPS, routed once on the first message.
 //! - [`runtime`]: starting the control thread and the shards from a config.
 //! - [`demo`]: the stand-in targets for `portico demo`.
 //!
@@ -16,6 +17,7 @@ pub mod demo;
 pub mod http;
 pub mod listener;
 pub mod relay;
+pub mod routed;
 pub mod runtime;
 pub mod shard;
 pub mod time;

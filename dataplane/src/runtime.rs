@@ -50,7 +50,7 @@ pub struct RunOptions {
 /// The services this build serves; the others in the config are announced and not
 /// bound.
 fn served(service: Service) -> bool {
-    matches!(service, Service::Http | Service::Https)
+    !matches!(service, Service::H323 | Service::H323Tls)
 }
 
 /// The endpoints to serve, and the names of configured services this build skips.
@@ -66,7 +66,7 @@ fn plan_endpoints(config: &Config) -> Result<(Vec<Endpoint>, Vec<&'static str>)>
     }
     if endpoints.is_empty() {
         return Err(anyhow!(
-            "{}: nothing to serve: set http and/or https in [proxy.listen]",
+            "{}: nothing to serve: set a port in [proxy.listen]",
             config.path.display()
         ));
     }

@@ -313,7 +313,9 @@ async fn serve(ctx: Rc<ShardCtx>, ep: Endpoint, stream: TcpStream, peer: SocketA
             crate::http::serve(ctx, service, conn_id, Conn::Plain(stream), peer, "http").await
         }
         Service::Https => {
-            if let Some(tls) = accept_tls(&ctx, service, conn_id, stream, peer, "https").await {
+            if let Some(tls) =
+                accept_tls(&ctx, service, conn_id, stream, peer, "https", false).await
+            {
                 crate::http::serve(
                     ctx,
                     service,
@@ -325,8 +327,44 @@ async fn serve(ctx: Rc<ShardCtx>, ep: Endpoint, stream: TcpStream, peer: SocketA
                 .await
             }
         }
-        // Served by later issues; `runtime` does not bind them yet.
-        _ => {}
+        Service::Sip | Service::Ldap => {
+            let scheme = if service == Service::Sip {
+                "sip"
+            } else {
+                "ldap"
+            };
+            crate::routed::serve(
+                ctx,
+                service,
+                conn_id,
+                Conn::Plain(stream),
+                peer,
+                scheme,
+                None,
+            )
+            .await
+        }
+        Service::Sips | Service::Ldaps => {
+            let (scheme, client_auth) = if service == Service::Sips {
+                ("sips", true)
+            } else {
+                ("ldaps", false)
+            };
+            if let Some(tls) =
+                accept_tls(&ctx, service, conn_id, stream, peer, scheme, client_auth).await
+            {
+                let identity = if client_auth {
+                    let set = ctx.tls.load();
+                    crate::tls::client_identity(tls.get_ref().1, set.client_trust.as_ref())
+                } else {
+                    None
+                };
+                let client = Conn::TlsServer(Box::new(tls));
+                crate::routed::serve(ctx, service, conn_id, client, peer, scheme, identity).await
+            }
+        }
+        // Served by a later issue; `runtime` does not bind them yet.
+        Service::H323 | Service::H323Tls => {}
     }
 }
 
@@ -339,6 +377,7 @@ async fn accept_tls(
     stream: TcpStream,
     peer: SocketAddr,
     scheme: &'static str,
+    client_auth: bool,
 ) -> Option<futures_rustls::server::TlsStream<TcpStream>> {
     let timeout = ctx.shared.rules().config.proxy.header_timeout;
     let decision = Decision {
@@ -362,7 +401,15 @@ async fn accept_tls(
             return None;
         }
     }
-    let acceptor = futures_rustls::TlsAcceptor::from(ctx.tls.load().server.clone());
+    let config = {
+        let set = ctx.tls.load();
+        if client_auth {
+            set.client_auth.clone()
+        } else {
+            set.server.clone()
+        }
+    };
+    let acceptor = futures_rustls::TlsAcceptor::from(config);
     let accepted = crate::time::until(deadline, acceptor.accept(stream)).await;
     let mut m = ctx.metrics.borrow_mut();
     match accepted {

@@ -14,6 +14,7 @@ use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, Server
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, ServerConfig, SignatureScheme};
@@ -109,6 +110,12 @@ fn dns_names(config: &Config) -> Vec<String> {
 /// What [`server_config`] built.
 pub struct ServerTls {
     pub config: Arc<ServerConfig>,
+    /// For SIPS and H.323 over TLS: asks for an optional client certificate
+    /// verified against `[tls] client_ca` (Check Certificate).
+    pub client_auth: Arc<ServerConfig>,
+    /// Decides after the handshake whether a client certificate chains to
+    /// `[tls] client_ca`; `None` without a trust list.
+    pub client_trust: Option<Arc<dyn ClientCertVerifier>>,
     /// Set when a self-signed certificate was made: the message to print.
     pub self_signed_note: Option<String>,
 }
@@ -143,16 +150,141 @@ pub fn server_config(config: &Config) -> Result<ServerTls> {
             key: Arc::new(CertifiedKey::new(vec![cert], signing)),
         });
     }
-    let mut sc = ServerConfig::builder_with_provider(provider)
+    let resolver = Arc::new(SniResolver { chains });
+    let mut sc = ServerConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
         .context("TLS protocol versions")?
         .with_no_client_auth()
-        .with_cert_resolver(Arc::new(SniResolver { chains }));
+        .with_cert_resolver(resolver.clone());
     sc.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let sc = Arc::new(sc);
+    // SIPS and H.323 over TLS ask for an optional client certificate, verified
+    // against the trust list, for Check Certificate. HTTPS and LDAPS do not ask
+    // (a browser would prompt its user to pick one).
+    let client_auth = match &config.tls.client_ca {
+        Some(path) => {
+            let roots = load_roots(path, "client_ca")?;
+            let webpki = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                Arc::new(roots),
+                provider.clone(),
+            )
+            .allow_unauthenticated()
+            .build()
+            .map_err(|e| anyhow!("{}: client_ca unusable: {e}", path.display()))?;
+            let cc = ServerConfig::builder_with_provider(provider)
+                .with_safe_default_protocol_versions()
+                .context("TLS protocol versions")?
+                .with_client_cert_verifier(Arc::new(OptionalClientCert(webpki.clone())))
+                .with_cert_resolver(resolver);
+            (Arc::new(cc), Some(webpki))
+        }
+        None => {
+            let mut cc = (*sc).clone();
+            cc.alpn_protocols.clear();
+            (Arc::new(cc), None)
+        }
+    };
+    let (client_auth, client_trust) = client_auth;
     Ok(ServerTls {
-        config: Arc::new(sc),
+        config: sc,
+        client_auth,
+        client_trust,
         self_signed_note: note,
     })
+}
+
+/// Asks for a client certificate and takes any that is offered; whether it is
+/// trusted is decided after the handshake ([`client_identity`]), because an
+/// untrusted certificate does not end the connection: Check Certificate then
+/// forwards over plain TCP (seed: "If both is true, then the request will be
+/// forwarded using TLS, otherwise it will be sent using TCP"). The handshake
+/// signatures are still checked with the presented key.
+#[derive(Debug)]
+struct OptionalClientCert(Arc<dyn ClientCertVerifier>);
+
+impl ClientCertVerifier for OptionalClientCert {
+    fn offer_client_auth(&self) -> bool {
+        true
+    }
+    fn client_auth_mandatory(&self) -> bool {
+        false
+    }
+    fn root_hint_subjects(&self) -> &[rustls::DistinguishedName] {
+        self.0.root_hint_subjects()
+    }
+    fn verify_client_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        Ok(ClientCertVerified::assertion())
+    }
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls12_signature(message, cert, dss)
+    }
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls13_signature(message, cert, dss)
+    }
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.supported_verify_schemes()
+    }
+}
+
+/// What a client's certificate says about it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClientIdentity {
+    /// The certificate chains to `[tls] client_ca`.
+    pub trusted: bool,
+    /// Subject CNs, SAN DNS names, SAN e-mail names, and SAN URIs (without a
+    /// `sip:`/`sips:` scheme), lower-cased.
+    pub names: Vec<String>,
+}
+
+/// The identity of the client of a TLS connection, when it sent a certificate.
+pub fn client_identity(
+    conn: &rustls::ServerConnection,
+    trust: Option<&Arc<dyn ClientCertVerifier>>,
+) -> Option<ClientIdentity> {
+    let chain = conn.peer_certificates()?;
+    let (ee, intermediates) = chain.split_first()?;
+    let trusted = trust.is_some_and(|t| {
+        t.verify_client_cert(ee, intermediates, UnixTime::now())
+            .is_ok()
+    });
+    let mut names = Vec::new();
+    if let Ok((_, cert)) = x509_parser::parse_x509_certificate(ee.as_ref()) {
+        for cn in cert.subject().iter_common_name() {
+            if let Ok(s) = cn.as_str() {
+                names.push(s.to_ascii_lowercase());
+            }
+        }
+        if let Ok(Some(san)) = cert.subject_alternative_name() {
+            for name in &san.value.general_names {
+                use x509_parser::extensions::GeneralName;
+                let text = match name {
+                    GeneralName::DNSName(s) | GeneralName::RFC822Name(s) => *s,
+                    GeneralName::URI(s) => s
+                        .strip_prefix("sips:")
+                        .or_else(|| s.strip_prefix("sip:"))
+                        .unwrap_or(s),
+                    _ => continue,
+                };
+                names.push(text.to_ascii_lowercase());
+            }
+        }
+    }
+    Some(ClientIdentity { trusted, names })
 }
 
 /// Accepts any target certificate, but still checks that the handshake signatures
@@ -220,23 +352,28 @@ impl TargetTls {
     }
 }
 
+/// A root store from a PEM file of CA certificates (`what` names the config key).
+fn load_roots(path: &Path, what: &str) -> Result<RootCertStore> {
+    let mut roots = RootCertStore::empty();
+    let certs = CertificateDer::pem_file_iter(path)
+        .with_context(|| format!("{}: cannot read {what}", path.display()))?;
+    for cert in certs {
+        let cert = cert.with_context(|| format!("{}: not PEM certificates", path.display()))?;
+        roots
+            .add(cert)
+            .map_err(|e| anyhow!("{}: unusable CA certificate: {e}", path.display()))?;
+    }
+    if roots.is_empty() {
+        bail!("{}: no CA certificate found in {what}", path.display());
+    }
+    Ok(roots)
+}
+
 pub fn target_config(config: &Config) -> Result<TargetTls> {
     let provider = provider();
     let verified = match &config.tls.target_ca {
         Some(path) => {
-            let mut roots = RootCertStore::empty();
-            let certs = CertificateDer::pem_file_iter(path)
-                .with_context(|| format!("{}: cannot read target_ca", path.display()))?;
-            for cert in certs {
-                let cert =
-                    cert.with_context(|| format!("{}: not PEM certificates", path.display()))?;
-                roots
-                    .add(cert)
-                    .map_err(|e| anyhow!("{}: unusable CA certificate: {e}", path.display()))?;
-            }
-            if roots.is_empty() {
-                bail!("{}: no CA certificate found", path.display());
-            }
+            let roots = load_roots(path, "target_ca")?;
             let cc = ClientConfig::builder_with_provider(provider.clone())
                 .with_safe_default_protocol_versions()
                 .context("TLS protocol versions")?
@@ -271,6 +408,11 @@ pub fn target_server_name(host: &str, ip: std::net::IpAddr) -> ServerName<'stati
 /// changed certificate takes effect for new handshakes.
 pub struct TlsSet {
     pub server: Arc<ServerConfig>,
+    /// Server configuration asking for client certificates (SIPS, H.323 over TLS).
+    pub client_auth: Arc<ServerConfig>,
+    /// Decides after the handshake whether a client certificate chains to
+    /// `[tls] client_ca`; `None` without a trust list.
+    pub client_trust: Option<Arc<dyn ClientCertVerifier>>,
     pub targets: TargetTls,
     /// Set when a self-signed certificate was made: the message to print.
     pub self_signed_note: Option<String>,
@@ -281,6 +423,8 @@ impl TlsSet {
         let server = server_config(config)?;
         Ok(TlsSet {
             server: server.config,
+            client_auth: server.client_auth,
+            client_trust: server.client_trust,
             targets: target_config(config)?,
             self_signed_note: server.self_signed_note,
         })

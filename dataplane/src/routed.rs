@@ -1,0 +1,566 @@
+//! Services routed once, on their first message: SIP/SIPS and LDAP/LDAPS.
+//!
+//! The first message is buffered (within `header_limit` and `header_timeout`) and
+//! handed to its pure sniffer in `portico-proto`: the SIP `From:` domain (with an
+//! innovaphone `/location`), or the LDAP bind name's domain. The key selects a
+//! `[[host]]`'s `sip`/`ldap` rule; the connection then goes to that target for good,
+//! first message included, and bytes relay both ways (splice for plain↔plain).
+//!
+//! A refused first message gets an answer where the protocol has one — a SIP
+//! response with the request's Via/From/To/Call-ID/CSeq, an LDAP BindResponse (or a
+//! Notice of Disconnection) — then the connection is closed and the reject counts
+//! against the source.
+//!
+//! Check Certificate (SIP here; H.323 uses the same [`choose_leg`]): when the rule
+//! has `check_certificate`, the connection goes out over TLS to the `tls` port only
+//! if the client presented a certificate that chains to `[tls] client_ca` and one of
+//! its names matches the registration; otherwise over plain TCP to the `tcp` port.
+//! For SIP the names matched are the From user part and `user@domain` (domain
+//! without the `/location`): innovaphone devices and most SIP phones carry their
+//! user name or SIP address in CN or a SAN (DNS, e-mail or `sip:` URI).
+
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::time::Instant;
+
+use futures_lite::{AsyncReadExt, AsyncWriteExt};
+use glommio::net::TcpStream;
+use portico_control::metrics::{Direction, Hist, RejectKind};
+use portico_control::rules::{self, ServiceTarget};
+use portico_proto::{ldap, sip, Sniff};
+
+use crate::conn::Conn;
+use crate::listener::Service;
+use crate::shard::{Decision, ShardCtx};
+use crate::time::{until, within};
+use crate::tls::ClientIdentity;
+
+const READ_CHUNK: usize = 16 * 1024;
+
+/// Which leg to open to a target, and why.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Leg {
+    pub addr: SocketAddr,
+    pub tls: bool,
+}
+
+/// The target leg for a rule (DESIGN.md "Check Certificate"): with
+/// `check_certificate`, TLS only for a trusted client certificate whose name
+/// matches; without it, TLS in → TLS out. When the rule has only one port, that
+/// port is used either way.
+pub fn choose_leg(to: &ServiceTarget, tls_in: bool, certificate_ok: bool) -> Option<Leg> {
+    let want_tls = if to.check_certificate {
+        tls_in && certificate_ok
+    } else {
+        tls_in
+    };
+    let (first, second) = if want_tls {
+        (
+            to.tls_addr().map(|a| (a, true)),
+            to.tcp_addr().map(|a| (a, false)),
+        )
+    } else {
+        (
+            to.tcp_addr().map(|a| (a, false)),
+            to.tls_addr().map(|a| (a, true)),
+        )
+    };
+    first.or(second).map(|(addr, tls)| Leg { addr, tls })
+}
+
+/// Whether a client identity vouches for `names` (any one, case-insensitively).
+pub fn certificate_matches(identity: Option<&ClientIdentity>, names: &[String]) -> bool {
+    identity.is_some_and(|id| {
+        id.trusted
+            && id
+                .names
+                .iter()
+                .any(|n| names.iter().any(|m| m.eq_ignore_ascii_case(n)))
+    })
+}
+
+/// What the sniffer of a service decided.
+enum First {
+    Route {
+        /// Routing key (domain).
+        key: String,
+        /// Log summary of the first message.
+        summary: String,
+        /// Names a client certificate must carry for Check Certificate.
+        cert_names: Vec<String>,
+        /// The first message as forwarded (length of `buf` it replaces).
+        rewritten: Option<(Vec<u8>, usize)>,
+        /// Answer to send when the route is refused: (status or result code).
+        refusal: Refusal,
+    },
+    Reject {
+        reason: String,
+        kind: RejectKind,
+        /// Bytes to answer with before closing (may be empty).
+        answer: Vec<u8>,
+    },
+}
+
+/// How to refuse a parsed first message later (no host, target down).
+enum Refusal {
+    Sip(sip::SipRequest),
+    Ldap { message_id: u32 },
+}
+
+fn sip_summary(req: &sip::SipRequest, buf: &[u8]) -> String {
+    let method = buf
+        .get(req.method_range.clone())
+        .map(String::from_utf8_lossy)
+        .unwrap_or_default();
+    format!("{method} From: {}", req.from_uri)
+}
+
+/// The public address a Record-Route carries, and the port for this listener.
+fn record_route(public: &str, service: Service) -> Option<String> {
+    let default_port = if service == Service::Sips { 5061 } else { 5060 };
+    let (host, port) = match public.parse::<SocketAddr>() {
+        Ok(sa) => (sa.ip().to_string(), sa.port()),
+        Err(_) => (public.to_string(), default_port),
+    };
+    let host = if host.contains(':') {
+        format!("[{host}]")
+    } else {
+        host
+    };
+    let transport = if service == Service::Sips {
+        "tls"
+    } else {
+        "tcp"
+    };
+    Some(format!("<sip:{host}:{port};transport={transport};lr>"))
+}
+
+fn sniff(service: Service, buf: &[u8], limit: usize, public_nat: Option<&str>) -> Option<First> {
+    match service {
+        Service::Sip | Service::Sips => {
+            let limits = sip::Limits { max_head: limit };
+            match sip::parse_request(buf, &limits) {
+                Sniff::Incomplete => None,
+                Sniff::Reject(r) => {
+                    let mut answer = Vec::new();
+                    sip::write_reject_response(buf, &limits, &r, &mut answer);
+                    let kind = if r.reason.contains("too large") || r.reason.contains("limit") {
+                        RejectKind::TooLarge
+                    } else {
+                        RejectKind::Malformed
+                    };
+                    Some(First::Reject {
+                        reason: r.reason.to_string(),
+                        kind,
+                        answer,
+                    })
+                }
+                Sniff::Done(req) => {
+                    let summary = sip_summary(&req, buf);
+                    let mut cert_names = Vec::new();
+                    if let Some(user) = &req.from_user {
+                        let domain = req.domain.split('/').next().unwrap_or_default();
+                        cert_names.push(user.clone());
+                        cert_names.push(format!("{user}@{domain}"));
+                    }
+                    // RFC 3261 §16.6 step 4: a record-routing proxy inserts its
+                    // Record-Route on dialog-creating requests; here the router's
+                    // public address, so in-dialog requests come back through it.
+                    let rewritten = match public_nat.and_then(|p| record_route(p, service)) {
+                        Some(rr) if sip::is_dialog_creating(req.method) => {
+                            let mut out = Vec::with_capacity(req.head_len + 64);
+                            sip::write_with_record_route(buf, &req, &rr, &mut out);
+                            Some((out, req.head_len))
+                        }
+                        _ => None,
+                    };
+                    Some(First::Route {
+                        key: req.domain.clone(),
+                        summary,
+                        cert_names,
+                        rewritten,
+                        refusal: Refusal::Sip(req),
+                    })
+                }
+            }
+        }
+        Service::Ldap | Service::Ldaps => match ldap::parse_bind(buf, limit) {
+            Sniff::Incomplete => None,
+            Sniff::Reject(r) => {
+                let mut answer = Vec::new();
+                match r.message_id {
+                    Some(id) => ldap::write_bind_response(id, r.result_code, r.reason, &mut answer),
+                    None => {
+                        ldap::write_notice_of_disconnection(r.result_code, r.reason, &mut answer)
+                    }
+                }
+                let kind = if r.reason.contains("length") && r.reason.contains("limit") {
+                    RejectKind::TooLarge
+                } else {
+                    RejectKind::Malformed
+                };
+                Some(First::Reject {
+                    reason: r.reason.to_string(),
+                    kind,
+                    answer,
+                })
+            }
+            Sniff::Done(bind) => Some(First::Route {
+                key: bind.domain.clone(),
+                summary: format!(
+                    "bind {}",
+                    bind.name
+                        .chars()
+                        .filter(|c| !c.is_control())
+                        .collect::<String>()
+                ),
+                cert_names: Vec::new(),
+                rewritten: None,
+                refusal: Refusal::Ldap {
+                    message_id: bind.message_id,
+                },
+            }),
+        },
+        _ => Some(First::Reject {
+            reason: "service not routed here".into(),
+            kind: RejectKind::Malformed,
+            answer: Vec::new(),
+        }),
+    }
+}
+
+/// The answer to a refused, parsed first message.
+fn refusal_answer(
+    refusal: &Refusal,
+    buf: &[u8],
+    sip_status: (u16, &str),
+    ldap_code: u8,
+    why: &str,
+) -> Vec<u8> {
+    let mut out = Vec::new();
+    match refusal {
+        Refusal::Sip(req) => sip::write_response(buf, req, sip_status.0, sip_status.1, &mut out),
+        Refusal::Ldap { message_id } => {
+            ldap::write_bind_response(*message_id, ldap_code, why, &mut out)
+        }
+    }
+    out
+}
+
+fn rules_service(service: Service) -> rules::Service {
+    match service {
+        Service::Ldap | Service::Ldaps => rules::Service::Ldap,
+        Service::H323 | Service::H323Tls => rules::Service::H323,
+        _ => rules::Service::Sip,
+    }
+}
+
+pub async fn serve(
+    ctx: Rc<ShardCtx>,
+    service: Service,
+    conn_id: u64,
+    mut client: Conn,
+    peer: SocketAddr,
+    scheme: &'static str,
+    identity: Option<ClientIdentity>,
+) {
+    let snapshot = ctx.shared.rules();
+    let proxy = &snapshot.config.proxy;
+    let started = Instant::now();
+    let deadline = started + proxy.header_timeout;
+    let limit = proxy.header_limit;
+    let public_nat = proxy.public_nat_address.clone();
+    let mut d = Decision {
+        service,
+        conn_id,
+        source: peer.ip(),
+        scheme,
+        host: "",
+        summary: "",
+    };
+
+    // Buffer until the sniffer decides.
+    let mut buf: Vec<u8> = Vec::with_capacity(2048);
+    let mut chunk = vec![0u8; READ_CHUNK];
+    let first = loop {
+        if !buf.is_empty() {
+            if let Some(first) = sniff(service, &buf, limit, public_nat.as_deref()) {
+                break first;
+            }
+            if buf.len() >= limit {
+                break First::Reject {
+                    reason: "no routing decision within the header limit".into(),
+                    kind: RejectKind::TooLarge,
+                    answer: Vec::new(),
+                };
+            }
+        }
+        match until(deadline, client.read(&mut chunk)).await {
+            Some(Ok(n)) if n > 0 => buf.extend_from_slice(&chunk[..n.min(chunk.len())]),
+            Some(_) if buf.is_empty() => return,
+            Some(_) => {
+                break First::Reject {
+                    reason: "connection closed before a routing decision".into(),
+                    kind: RejectKind::Malformed,
+                    answer: Vec::new(),
+                }
+            }
+            None => {
+                break First::Reject {
+                    reason: "no routing decision within the header timeout".into(),
+                    kind: RejectKind::Timeout,
+                    answer: Vec::new(),
+                }
+            }
+        }
+    };
+    drop(chunk);
+
+    let (key, summary, cert_names, rewritten, refusal) = match first {
+        First::Reject {
+            reason,
+            kind,
+            answer,
+        } => {
+            ctx.reject(&d, kind, &reason);
+            let _ = client.write_all(&answer).await;
+            let _ = client.flush().await;
+            let _ = client.close().await;
+            return;
+        }
+        First::Route {
+            key,
+            summary,
+            cert_names,
+            rewritten,
+            refusal,
+        } => (key, summary, cert_names, rewritten, refusal),
+    };
+    d.host = &key;
+    d.summary = &summary;
+    ctx.metrics
+        .borrow_mut()
+        .observe_duration(Hist::RoutingDecision, service, started.elapsed());
+
+    let refuse =
+        |status: (u16, &'static str), ldap_code: u8, kind: RejectKind, why: &'static str| {
+            ctx.reject(&d, kind, why);
+            refusal_answer(&refusal, &buf, status, ldap_code, why)
+        };
+
+    let Some((host, to)) = snapshot.rules.route_domain(rules_service(service), &key) else {
+        let answer = refuse(
+            (403, "Forbidden"),
+            ldap::result_code::UNWILLING_TO_PERFORM,
+            RejectKind::NoHost,
+            "no such host",
+        );
+        let _ = client.write_all(&answer).await;
+        let _ = client.flush().await;
+        return;
+    };
+    let certificate_ok = certificate_matches(identity.as_ref(), &cert_names);
+    let Some(leg) = choose_leg(to, client.is_tls(), certificate_ok) else {
+        let answer = refuse(
+            (403, "Forbidden"),
+            ldap::result_code::UNWILLING_TO_PERFORM,
+            RejectKind::NoRule,
+            "rule has no port",
+        );
+        let _ = client.write_all(&answer).await;
+        let _ = client.flush().await;
+        return;
+    };
+
+    // Connect to the target.
+    let connect_started = Instant::now();
+    let target = match within(proxy.connect_timeout, TcpStream::connect(leg.addr)).await {
+        Some(Ok(s)) => s,
+        Some(Err(_)) => {
+            let answer = refuse(
+                (502, "Bad Gateway"),
+                ldap::result_code::UNAVAILABLE,
+                RejectKind::TargetRefused,
+                "target refused the connection",
+            );
+            let _ = client.write_all(&answer).await;
+            let _ = client.flush().await;
+            return;
+        }
+        None => {
+            let answer = refuse(
+                (504, "Server Time-out"),
+                ldap::result_code::UNAVAILABLE,
+                RejectKind::TargetTimeout,
+                "target did not answer in time",
+            );
+            let _ = client.write_all(&answer).await;
+            let _ = client.flush().await;
+            return;
+        }
+    };
+    let _ = target.set_nodelay(true);
+    let mut target = if leg.tls {
+        let config = ctx.tls.load().targets.for_host(host.verify_target).clone();
+        let name = crate::tls::target_server_name(&host.name, leg.addr.ip());
+        match within(
+            proxy.connect_timeout,
+            futures_rustls::TlsConnector::from(config).connect(name, target),
+        )
+        .await
+        {
+            Some(Ok(s)) => Conn::TlsClient(Box::new(s)),
+            _ => {
+                let answer = refuse(
+                    (502, "Bad Gateway"),
+                    ldap::result_code::UNAVAILABLE,
+                    RejectKind::TargetError,
+                    "TLS to target failed",
+                );
+                let _ = client.write_all(&answer).await;
+                let _ = client.flush().await;
+                return;
+            }
+        }
+    } else {
+        Conn::Plain(target)
+    };
+    ctx.metrics.borrow_mut().observe_duration(
+        Hist::TargetConnect,
+        service,
+        connect_started.elapsed(),
+    );
+
+    // The first message (with its Record-Route, if any) and whatever followed it.
+    let sent = match &rewritten {
+        Some((head, replaced)) => {
+            let rest = buf.get(*replaced..).unwrap_or_default();
+            let r = target
+                .write_all(head)
+                .await
+                .and(target.write_all(rest).await);
+            r.map(|_| head.len() + rest.len())
+        }
+        None => target.write_all(&buf).await.map(|_| buf.len()),
+    };
+    let flushed = match sent {
+        Ok(n) => target.flush().await.map(|()| n),
+        Err(e) => Err(e),
+    };
+    let Ok(sent) = flushed else {
+        let answer = refuse(
+            (502, "Bad Gateway"),
+            ldap::result_code::UNAVAILABLE,
+            RejectKind::TargetError,
+            "target closed the connection",
+        );
+        let _ = client.write_all(&answer).await;
+        let _ = client.flush().await;
+        return;
+    };
+    ctx.forwarded(&d, &host.name, leg.addr, true);
+    let idle = proxy.idle_timeout;
+    drop(snapshot);
+
+    {
+        let mut m = ctx.metrics.borrow_mut();
+        m.bytes(service, Direction::ClientToTarget, sent as u64);
+        m.tunnel_open(service);
+    }
+    let moved = crate::relay::tunnel(client, target, idle).await;
+    let mut m = ctx.metrics.borrow_mut();
+    m.tunnel_close(service);
+    if let Ok(moved) = moved {
+        m.bytes(service, Direction::ClientToTarget, moved.a_to_b);
+        m.bytes(service, Direction::TargetToClient, moved.b_to_a);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn target(tcp: Option<u16>, tls: Option<u16>, check: bool) -> ServiceTarget {
+        ServiceTarget {
+            target: "10.0.0.1".parse().unwrap(),
+            tcp,
+            tls,
+            check_certificate: check,
+        }
+    }
+
+    #[test]
+    fn leg_without_check_certificate_follows_the_client() {
+        let t = target(Some(5060), Some(5061), false);
+        assert_eq!(choose_leg(&t, true, false).unwrap().addr.port(), 5061);
+        assert_eq!(choose_leg(&t, false, false).unwrap().addr.port(), 5060);
+        // One port: used either way.
+        let only_tcp = target(Some(5060), None, false);
+        assert_eq!(
+            choose_leg(&only_tcp, true, false).unwrap(),
+            Leg {
+                addr: "10.0.0.1:5060".parse().unwrap(),
+                tls: false
+            }
+        );
+        let only_tls = target(None, Some(5061), false);
+        assert!(choose_leg(&only_tls, false, false).unwrap().tls);
+    }
+
+    #[test]
+    fn leg_with_check_certificate_needs_a_matching_trusted_certificate() {
+        let t = target(Some(5060), Some(5061), true);
+        assert_eq!(
+            choose_leg(&t, true, true).unwrap(),
+            Leg {
+                addr: "10.0.0.1:5061".parse().unwrap(),
+                tls: true
+            }
+        );
+        assert_eq!(
+            choose_leg(&t, true, false).unwrap(),
+            Leg {
+                addr: "10.0.0.1:5060".parse().unwrap(),
+                tls: false
+            }
+        );
+        assert!(!choose_leg(&t, false, true).unwrap().tls);
+    }
+
+    #[test]
+    fn certificate_names_match_case_insensitively_and_only_when_trusted() {
+        let names = vec!["ckl".to_string(), "ckl@dvl-ckl2.net".to_string()];
+        let id = ClientIdentity {
+            trusted: true,
+            names: vec!["other".into(), "CKL@dvl-ckl2.net".into()],
+        };
+        assert!(certificate_matches(Some(&id), &names));
+        let untrusted = ClientIdentity {
+            trusted: false,
+            ..id.clone()
+        };
+        assert!(!certificate_matches(Some(&untrusted), &names));
+        assert!(!certificate_matches(None, &names));
+        let wrong = ClientIdentity {
+            trusted: true,
+            names: vec!["john".into()],
+        };
+        assert!(!certificate_matches(Some(&wrong), &names));
+    }
+
+    #[test]
+    fn record_route_carries_the_public_address_and_port() {
+        assert_eq!(
+            record_route("78.54.23.241", Service::Sip).unwrap(),
+            "<sip:78.54.23.241:5060;transport=tcp;lr>"
+        );
+        assert_eq!(
+            record_route("78.54.23.241", Service::Sips).unwrap(),
+            "<sip:78.54.23.241:5061;transport=tls;lr>"
+        );
+        assert_eq!(
+            record_route("78.54.23.241:5080", Service::Sip).unwrap(),
+            "<sip:78.54.23.241:5080;transport=tcp;lr>"
+        );
+    }
+}

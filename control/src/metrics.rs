@@ -180,15 +180,19 @@ pub enum Counter {
     TlsHandshakeFailures,
     /// Connections closed at accept because the source is blacklisted.
     BlacklistHits,
+    /// SIP connections whose first request was neither REGISTER nor INVITE (still
+    /// routed by its From domain).
+    OtherFirstRequest,
 }
 
 impl Counter {
-    pub const ALL: [Counter; 5] = [
+    pub const ALL: [Counter; 6] = [
         Counter::Accepted,
         Counter::Forwarded,
         Counter::TlsHandshakes,
         Counter::TlsHandshakeFailures,
         Counter::BlacklistHits,
+        Counter::OtherFirstRequest,
     ];
     pub const COUNT: usize = Self::ALL.len();
 
@@ -200,6 +204,7 @@ impl Counter {
             Counter::TlsHandshakes => "tls_handshakes",
             Counter::TlsHandshakeFailures => "tls_handshake_failures",
             Counter::BlacklistHits => "blacklist_hits",
+            Counter::OtherFirstRequest => "sip_other_first_requests",
         }
     }
 
@@ -210,6 +215,7 @@ impl Counter {
             Counter::TlsHandshakes => "Client TLS handshakes completed, by service.",
             Counter::TlsHandshakeFailures => "Client TLS handshakes that failed, by service.",
             Counter::BlacklistHits => "Connections closed at accept because the source is blacklisted, by service.",
+            Counter::OtherFirstRequest => "SIP connections whose first request was neither REGISTER nor INVITE (routed by From all the same), by service.",
         }
     }
 

@@ -25,7 +25,7 @@ use std::time::Instant;
 
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::TcpStream;
-use portico_control::metrics::{Direction, Hist, RejectKind};
+use portico_control::metrics::{Counter, Direction, Hist, RejectKind};
 use portico_control::rules::{self, ServiceTarget};
 use portico_proto::{ldap, sip, Sniff};
 
@@ -90,6 +90,9 @@ enum First {
         cert_names: Vec<String>,
         /// The first message as forwarded (length of `buf` it replaces).
         rewritten: Option<(Vec<u8>, usize)>,
+        /// A SIP first request other than REGISTER/INVITE: routed all the same,
+        /// counted and logged.
+        unusual: bool,
         /// Answer to send when the route is refused: (status or result code).
         refusal: Refusal,
     },
@@ -157,6 +160,8 @@ fn sniff(service: Service, buf: &[u8], limit: usize, public_nat: Option<&str>) -
                 }
                 Sniff::Done(req) => {
                     let summary = sip_summary(&req, buf);
+                    let unusual =
+                        !matches!(req.method, sip::Method::Register | sip::Method::Invite);
                     let mut cert_names = Vec::new();
                     if let Some(user) = &req.from_user {
                         let domain = req.domain.split('/').next().unwrap_or_default();
@@ -179,6 +184,7 @@ fn sniff(service: Service, buf: &[u8], limit: usize, public_nat: Option<&str>) -
                         summary,
                         cert_names,
                         rewritten,
+                        unusual,
                         refusal: Refusal::Sip(req),
                     })
                 }
@@ -216,6 +222,7 @@ fn sniff(service: Service, buf: &[u8], limit: usize, public_nat: Option<&str>) -
                 ),
                 cert_names: Vec::new(),
                 rewritten: None,
+                unusual: false,
                 refusal: Refusal::Ldap {
                     message_id: bind.message_id,
                 },
@@ -316,7 +323,7 @@ pub async fn serve(
     };
     drop(chunk);
 
-    let (key, summary, cert_names, rewritten, refusal) = match first {
+    let (key, summary, cert_names, rewritten, unusual, refusal) = match first {
         First::Reject {
             reason,
             kind,
@@ -333,11 +340,21 @@ pub async fn serve(
             summary,
             cert_names,
             rewritten,
+            unusual,
             refusal,
-        } => (key, summary, cert_names, rewritten, refusal),
+        } => (key, summary, cert_names, rewritten, unusual, refusal),
     };
     d.host = &key;
     d.summary = &summary;
+    if unusual {
+        // The seed routes SIP by the From of REGISTER and INVITE; other first
+        // requests (OPTIONS keep-alives, SUBSCRIBE, ...) are routed by From as well,
+        // and counted and logged so an operator sees them.
+        ctx.metrics
+            .borrow_mut()
+            .add(Counter::OtherFirstRequest, service, 1);
+        ctx.notice(format!("{scheme}: connection {conn_id} from {}: first request is {summary}; routed by its From domain", peer.ip()));
+    }
     ctx.metrics
         .borrow_mut()
         .observe_duration(Hist::RoutingDecision, service, started.elapsed());

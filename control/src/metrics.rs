@@ -31,6 +31,39 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
 
 use hdrhistogram::Histogram;
+use portico_proto::turn::TurnCounters;
+
+/// Add `b`'s TURN counters into `a` (every field is a count or a gauge summed over
+/// shards).
+fn merge_turn(a: &mut TurnCounters, b: &TurnCounters) {
+    fn add(x: &mut u64, y: u64) {
+        *x = x.saturating_add(y);
+    }
+    fn add_all(a: &mut [u64], b: &[u64]) {
+        for (x, y) in a.iter_mut().zip(b) {
+            *x = x.saturating_add(*y);
+        }
+    }
+    add(&mut a.binding_requests, b.binding_requests);
+    add(&mut a.allocations_active, b.allocations_active);
+    add(&mut a.allocations_created, b.allocations_created);
+    add(&mut a.allocations_deleted, b.allocations_deleted);
+    add(&mut a.allocations_expired, b.allocations_expired);
+    add(&mut a.allocations_closed, b.allocations_closed);
+    add(&mut a.allocate_retransmits, b.allocate_retransmits);
+    add(&mut a.permissions_active, b.permissions_active);
+    add(&mut a.channels_active, b.channels_active);
+    add(&mut a.to_peer_packets, b.to_peer_packets);
+    add(&mut a.to_peer_bytes, b.to_peer_bytes);
+    add(&mut a.to_client_packets, b.to_client_packets);
+    add(&mut a.to_client_bytes, b.to_client_bytes);
+    add(&mut a.error_responses, b.error_responses);
+    add_all(&mut a.auth_failures, &b.auth_failures);
+    add_all(&mut a.peers_refused, &b.peers_refused);
+    add_all(&mut a.quota_hits, &b.quota_hits);
+    add_all(&mut a.dropped, &b.dropped);
+    add(&mut a.events_lost, b.events_lost);
+}
 
 /// The services a connection is accepted for (the listener it came in on).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -443,6 +476,9 @@ pub struct ShardMetrics {
     /// not allocate; a host has few targets, so the inner list is scanned.
     by_target: Map<Box<str>, Vec<(Service, SocketAddr, u64)>>,
     by_target_entries: usize,
+    /// The shard's STUN/TURN server counters (its gauges are the `*_active` fields),
+    /// replaced whole by the shard from the server's own counters.
+    pub turn: TurnCounters,
 }
 
 impl ShardMetrics {
@@ -574,6 +610,7 @@ impl ShardMetrics {
                 *x = x.saturating_add(*y);
             }
         }
+        merge_turn(&mut self.turn, &other.turn);
         for (a, b) in self.counters.iter_mut().zip(&other.counters) {
             add_all(a, b);
         }

@@ -19,6 +19,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
+use portico_proto::turn::TurnCounters;
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric, NoLabelSet};
 use prometheus_client::metrics::counter::ConstCounter;
@@ -219,6 +220,8 @@ impl Collector for Exposition {
             }
         }
 
+        encode_turn(&m.turn, &mut enc)?;
+
         for total in Total::ALL {
             let e = enc.encode_descriptor(
                 total.metric_name(),
@@ -291,6 +294,158 @@ impl Collector for Exposition {
         }
         Ok(())
     }
+}
+
+/// A counter family with one label: name, help, label name, values.
+type LabelledCounter = (
+    &'static str,
+    &'static str,
+    &'static str,
+    Vec<(&'static str, u64)>,
+);
+
+/// The STUN/TURN server's counters (`portico_turn_*`).
+fn encode_turn(t: &TurnCounters, enc: &mut DescriptorEncoder) -> Result<(), std::fmt::Error> {
+    let counters: [(&str, &str, u64); 9] = [
+        (
+            "turn_binding_requests",
+            "STUN Binding requests answered.",
+            t.binding_requests,
+        ),
+        (
+            "turn_allocations_created",
+            "TURN allocations created.",
+            t.allocations_created,
+        ),
+        (
+            "turn_allocations_deleted",
+            "TURN allocations ended by Refresh with LIFETIME 0.",
+            t.allocations_deleted,
+        ),
+        (
+            "turn_allocations_expired",
+            "TURN allocations that expired.",
+            t.allocations_expired,
+        ),
+        (
+            "turn_allocations_closed",
+            "TURN allocations ended by their TCP/TLS connection closing.",
+            t.allocations_closed,
+        ),
+        (
+            "turn_allocate_retransmits",
+            "Retransmitted Allocate requests answered from the cached response.",
+            t.allocate_retransmits,
+        ),
+        (
+            "turn_error_responses",
+            "STUN/TURN error responses sent.",
+            t.error_responses,
+        ),
+        (
+            "turn_events_lost",
+            "TURN log events lost because the queue was not drained in time.",
+            t.events_lost,
+        ),
+        (
+            "turn_relayed_packets_to_peer",
+            "Datagrams relayed client to peer.",
+            t.to_peer_packets,
+        ),
+    ];
+    for (name, help, v) in counters {
+        let e = enc.encode_descriptor(name, help, None, MetricType::Counter)?;
+        ConstCounter::new(v).encode(e)?;
+    }
+    {
+        let mut e = enc.encode_descriptor(
+            "turn_relayed_bytes",
+            "Application bytes relayed by TURN, by direction.",
+            Some(&Unit::Bytes),
+            MetricType::Counter,
+        )?;
+        for (dir, v) in [
+            ("to_peer", t.to_peer_bytes),
+            ("to_client", t.to_client_bytes),
+        ] {
+            ConstCounter::new(v).encode(e.encode_family(&[("direction", dir)])?)?;
+        }
+    }
+    {
+        let e = enc.encode_descriptor(
+            "turn_relayed_packets_to_client",
+            "Datagrams relayed peer to client.",
+            None,
+            MetricType::Counter,
+        )?;
+        ConstCounter::new(t.to_client_packets).encode(e)?;
+    }
+    let labelled: [LabelledCounter; 4] = [
+        (
+            "turn_auth_failures",
+            "STUN/TURN authentication failures, by reason (challenges included).",
+            "reason",
+            portico_proto::turn::AuthFailure::ALL
+                .iter()
+                .map(|r| (r.as_str(), t.auth_failures[r.index()]))
+                .collect(),
+        ),
+        (
+            "turn_peers_refused",
+            "Peers refused by the peer policy, by reason.",
+            "reason",
+            portico_proto::turn::PeerRefusal::ALL
+                .iter()
+                .map(|r| (r.as_str(), t.peers_refused[r.index()]))
+                .collect(),
+        ),
+        (
+            "turn_quota_hits",
+            "Requests refused by a quota, by quota.",
+            "quota",
+            portico_proto::turn::QuotaKind::ALL
+                .iter()
+                .map(|r| (r.as_str(), t.quota_hits[r.index()]))
+                .collect(),
+        ),
+        (
+            "turn_dropped",
+            "Packets dropped by the TURN server, by reason.",
+            "reason",
+            portico_proto::turn::DropReason::ALL
+                .iter()
+                .map(|r| (r.as_str(), t.dropped[r.index()]))
+                .collect(),
+        ),
+    ];
+    for (name, help, label, values) in labelled {
+        let mut e = enc.encode_descriptor(name, help, None, MetricType::Counter)?;
+        for (value, n) in values {
+            ConstCounter::new(n).encode(e.encode_family(&[(label, value)])?)?;
+        }
+    }
+    let gauges: [(&str, &str, u64); 3] = [
+        (
+            "turn_allocations_active",
+            "TURN allocations now.",
+            t.allocations_active,
+        ),
+        (
+            "turn_permissions_active",
+            "TURN permissions now.",
+            t.permissions_active,
+        ),
+        (
+            "turn_channels_active",
+            "TURN channel bindings now.",
+            t.channels_active,
+        ),
+    ];
+    for (name, help, v) in gauges {
+        let e = enc.encode_descriptor(name, help, None, MetricType::Gauge)?;
+        ConstGauge::new(v as i64).encode(e)?;
+    }
+    Ok(())
 }
 
 fn is_tls(s: Service) -> bool {

@@ -6,6 +6,7 @@
 //! - [`http`]: the HTTP/HTTPS reverse proxy on one client connection.
 //! - [`relay`]: tunnels after routing: splice for plain↔plain, copy through TLS.
 //! - [`routed`]: SIP/SIPS and LDAP/LDAPS, routed once on the first message.
+//! - [`turn`]: the STUN/TURN server's sockets and timers around the sans-I/O core.
 //! - [`runtime`]: starting the control thread and the shards from a config.
 //! - [`demo`]: the stand-in targets for `portico demo`.
 //!
@@ -22,3 +23,4 @@ pub mod runtime;
 pub mod shard;
 pub mod time;
 pub mod tls;
+pub mod turn;

@@ -27,7 +27,7 @@ use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::TcpStream;
 use portico_control::metrics::{Counter, Direction, Hist, RejectKind};
 use portico_control::rules::{self, ServiceTarget};
-use portico_proto::{ldap, sip, Sniff};
+use portico_proto::{h225, ldap, sip, Sniff};
 
 use crate::conn::Conn;
 use crate::listener::Service;
@@ -107,7 +107,11 @@ enum First {
 /// How to refuse a parsed first message later (no host, target down).
 enum Refusal {
     Sip(sip::SipRequest),
-    Ldap { message_id: u32 },
+    Ldap {
+        message_id: u32,
+    },
+    /// H.323 has no answer to give before the close.
+    H323,
 }
 
 fn sip_summary(req: &sip::SipRequest, buf: &[u8]) -> String {
@@ -228,11 +232,92 @@ fn sniff(service: Service, buf: &[u8], limit: usize, public_nat: Option<&str>) -
                 },
             }),
         },
+        Service::H323 | Service::H323Tls => match h225::parse_first(buf, limit) {
+            Sniff::Incomplete => None,
+            Sniff::Reject(r) => Some(First::Reject {
+                reason: format!("{:?}: {}", r.layer, r.reason),
+                kind: RejectKind::Malformed,
+                answer: Vec::new(),
+            }),
+            Sniff::Done(first) => {
+                let Some(key) = first.key.clone() else {
+                    return Some(First::Reject {
+                        reason: "no gatekeeper id in the first message".into(),
+                        kind: RejectKind::NoHost,
+                        answer: Vec::new(),
+                    });
+                };
+                Some(First::Route {
+                    key,
+                    summary: h323_summary(&first),
+                    cert_names: first.alias.iter().cloned().collect(),
+                    rewritten: None,
+                    unusual: false,
+                    refusal: Refusal::H323,
+                })
+            }
+        },
         _ => Some(First::Reject {
             reason: "service not routed here".into(),
             kind: RejectKind::Malformed,
             answer: Vec::new(),
         }),
+    }
+}
+
+fn h323_summary(first: &h225::H225First) -> String {
+    let ras = first.ras.map(|r| r.abbreviation()).unwrap_or("-");
+    let clean = |s: &str| {
+        s.chars()
+            .map(|c| if c.is_control() { '?' } else { c })
+            .collect::<String>()
+    };
+    format!(
+        "{ras} gk={} alias={}",
+        first
+            .gatekeeper_id
+            .as_deref()
+            .map(clean)
+            .unwrap_or_default(),
+        first
+            .alias
+            .as_deref()
+            .map(clean)
+            .unwrap_or_else(|| "-".into())
+    )
+}
+
+/// Keep reading H.225 frames after the first until one carries the endpoint's alias
+/// (an RRQ after a GRQ without one), within the decision limits. The alias decides
+/// Check Certificate; without it the connection goes over plain TCP.
+async fn h323_alias(
+    client: &mut Conn,
+    buf: &mut Vec<u8>,
+    first_len: usize,
+    deadline: Instant,
+    limit: usize,
+) -> Option<String> {
+    let mut offset = first_len;
+    let mut chunk = vec![0u8; READ_CHUNK];
+    loop {
+        match h225::parse_first(buf.get(offset..).unwrap_or_default(), limit) {
+            Sniff::Done(frame) => {
+                if frame.alias.is_some() {
+                    return frame.alias;
+                }
+                offset += frame.frame_len;
+                continue;
+            }
+            Sniff::Reject(_) => return None,
+            Sniff::Incomplete => {}
+        }
+        if buf.len() >= limit {
+            return None;
+        }
+        match until(deadline, client.read(&mut chunk)).await {
+            Some(Ok(n)) if n > 0 => buf.extend_from_slice(chunk.get(..n).unwrap_or_default()),
+            _ => return None,
+        }
     }
 }
 
@@ -246,6 +331,7 @@ fn refusal_answer(
 ) -> Vec<u8> {
     let mut out = Vec::new();
     match refusal {
+        Refusal::H323 => {}
         Refusal::Sip(req) => sip::write_response(buf, req, sip_status.0, sip_status.1, &mut out),
         Refusal::Ldap { message_id } => {
             ldap::write_bind_response(*message_id, ldap_code, why, &mut out)
@@ -359,14 +445,18 @@ pub async fn serve(
         .borrow_mut()
         .observe_duration(Hist::RoutingDecision, service, started.elapsed());
 
-    let refuse =
-        |status: (u16, &'static str), ldap_code: u8, kind: RejectKind, why: &'static str| {
-            ctx.reject(&d, kind, why);
-            refusal_answer(&refusal, &buf, status, ldap_code, why)
-        };
+    let refuse = |buf: &[u8],
+                  status: (u16, &'static str),
+                  ldap_code: u8,
+                  kind: RejectKind,
+                  why: &'static str| {
+        ctx.reject(&d, kind, why);
+        refusal_answer(&refusal, buf, status, ldap_code, why)
+    };
 
     let Some((host, to)) = snapshot.rules.route_domain(rules_service(service), &key) else {
         let answer = refuse(
+            &buf,
             (403, "Forbidden"),
             ldap::result_code::UNWILLING_TO_PERFORM,
             RejectKind::NoHost,
@@ -376,9 +466,25 @@ pub async fn serve(
         let _ = client.flush().await;
         return;
     };
+    let mut cert_names = cert_names;
+    let trusted_cert = identity.as_ref().is_some_and(|id| id.trusted);
+    if matches!(service, Service::H323Tls)
+        && to.check_certificate
+        && trusted_cert
+        && cert_names.is_empty()
+    {
+        if let Sniff::Done(first) = h225::parse_first(&buf, limit) {
+            if let Some(alias) =
+                h323_alias(&mut client, &mut buf, first.frame_len, deadline, limit).await
+            {
+                cert_names.push(alias);
+            }
+        }
+    }
     let certificate_ok = certificate_matches(identity.as_ref(), &cert_names);
     let Some(leg) = choose_leg(to, client.is_tls(), certificate_ok) else {
         let answer = refuse(
+            &buf,
             (403, "Forbidden"),
             ldap::result_code::UNWILLING_TO_PERFORM,
             RejectKind::NoRule,
@@ -395,6 +501,7 @@ pub async fn serve(
         Some(Ok(s)) => s,
         Some(Err(_)) => {
             let answer = refuse(
+                &buf,
                 (502, "Bad Gateway"),
                 ldap::result_code::UNAVAILABLE,
                 RejectKind::TargetRefused,
@@ -406,6 +513,7 @@ pub async fn serve(
         }
         None => {
             let answer = refuse(
+                &buf,
                 (504, "Server Time-out"),
                 ldap::result_code::UNAVAILABLE,
                 RejectKind::TargetTimeout,
@@ -429,6 +537,7 @@ pub async fn serve(
             Some(Ok(s)) => Conn::TlsClient(Box::new(s)),
             _ => {
                 let answer = refuse(
+                    &buf,
                     (502, "Bad Gateway"),
                     ldap::result_code::UNAVAILABLE,
                     RejectKind::TargetError,
@@ -466,6 +575,7 @@ pub async fn serve(
     };
     let Ok(sent) = flushed else {
         let answer = refuse(
+            &buf,
             (502, "Bad Gateway"),
             ldap::result_code::UNAVAILABLE,
             RejectKind::TargetError,

@@ -49,8 +49,8 @@ pub struct RunOptions {
 
 /// The services this build serves; the others in the config are announced and not
 /// bound.
-fn served(service: Service) -> bool {
-    !matches!(service, Service::H323 | Service::H323Tls)
+fn served(_service: Service) -> bool {
+    true
 }
 
 /// The endpoints to serve, and the names of configured services this build skips.
@@ -282,7 +282,13 @@ pub fn run(config: Config, options: RunOptions) -> Result<()> {
     let self_signed_note = tls_set.self_signed_note.clone();
     let tls = Arc::new(ArcSwap::from_pointee(tls_set));
     let (endpoints, skipped) = plan_endpoints(&config)?;
+    let turn_endpoints = crate::turn::endpoints(&config);
+    for ep in &turn_endpoints {
+        crate::turn::probe(ep)?;
+    }
     let sockets = bind_all(&endpoints, shards)?;
+    let turn_config = crate::turn::turn_config(&config);
+    let turn_secret = crate::turn::nonce_secret();
 
     let (wake_tx, wake_rx) = crossbeam_channel::unbounded::<Wake>();
     if let Some(path) = &options.control_socket {
@@ -319,10 +325,15 @@ pub fn run(config: Config, options: RunOptions) -> Result<()> {
             "{name}: listener configured but not served by this build; not listening"
         )));
     }
-    let listening: Vec<String> = endpoints
+    let mut listening: Vec<String> = endpoints
         .iter()
         .map(|e| format!("{} {}", e.service.name(), e.addr))
         .collect();
+    listening.extend(
+        turn_endpoints
+            .iter()
+            .map(|e| format!("turn-{:?} {}", e.transport, e.addr).to_lowercase()),
+    );
     events.send(Event::Notice(format!(
         "started with {shards} shard(s), listening on {}",
         listening.join(", ")
@@ -339,6 +350,20 @@ pub fn run(config: Config, options: RunOptions) -> Result<()> {
         } else {
             Placement::Unbound
         };
+        let turn = match &turn_config {
+            Some(config) => {
+                let mut turn_sockets = Vec::new();
+                for ep in &turn_endpoints {
+                    turn_sockets.push((*ep, crate::turn::bind_endpoint(ep, shards)?));
+                }
+                Some(shard::TurnInit {
+                    config: config.clone(),
+                    secret: turn_secret,
+                    sockets: turn_sockets,
+                })
+            }
+            None => None,
+        };
         let init = ShardInit {
             index,
             shards,
@@ -346,6 +371,7 @@ pub fn run(config: Config, options: RunOptions) -> Result<()> {
             events: events.clone(),
             tls: tls.clone(),
             commands: rx,
+            turn,
         };
         let handle = LocalExecutorBuilder::new(placement)
             .name(&format!("portico-shard-{index}"))
@@ -383,7 +409,12 @@ pub fn run(config: Config, options: RunOptions) -> Result<()> {
     drop(events);
     drop(supervisor);
     drop(control.events);
-    let _ = control.join.join();
+    // The control thread ends when the last event sender is gone; a task leaked by
+    // an executor that ended could keep one, so wait a little, not forever.
+    let waited = std::time::Instant::now();
+    while !control.join.is_finished() && waited.elapsed() < Duration::from_secs(2) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
     Ok(())
 }
 

@@ -53,6 +53,16 @@ pub struct ShardInit {
     pub events: EventSender,
     pub tls: Arc<ArcSwap<TlsSet>>,
     pub commands: crossbeam_channel::Receiver<ShardCommand>,
+    /// The STUN/TURN server of this shard: its config, the nonce secret, and the
+    /// listening sockets made for this shard.
+    pub turn: Option<TurnInit>,
+}
+
+/// What a shard needs to run its STUN/TURN server.
+pub struct TurnInit {
+    pub config: portico_proto::turn::TurnConfig,
+    pub secret: [u8; 32],
+    pub sockets: Vec<(crate::turn::TurnEndpoint, RawFd)>,
 }
 
 /// Per-shard state shared by the shard's connections (single-threaded: `Rc`, `Cell`).
@@ -207,6 +217,12 @@ pub async fn run(init: ShardInit) {
         drain: event_listener::Event::new(),
     });
     let listeners: RefCell<HashMap<Endpoint, Task<()>>> = RefCell::new(HashMap::new());
+    let turn = init.turn.map(|turn| {
+        let shard = crate::turn::TurnShard::new(ctx.clone(), turn.config, turn.secret, ctx.index);
+        let tasks = shard.start(turn.sockets);
+        (shard, tasks)
+    });
+    let mut turn = turn;
     let reporter = {
         let ctx = ctx.clone();
         glommio::spawn_local(async move {
@@ -247,6 +263,12 @@ pub async fn run(init: ShardInit) {
             }
             ShardCommand::Drain { grace } => {
                 listeners.borrow_mut().clear();
+                // TURN stops at once: its allocations are soft state that clients
+                // re-create, and UDP has no connection to drain.
+                if let Some((shard, tasks)) = turn.take() {
+                    drop(tasks);
+                    shard.stop();
+                }
                 ctx.draining.set(true);
                 ctx.drain.notify(usize::MAX);
                 let deadline = Instant::now() + grace;
@@ -363,8 +385,29 @@ async fn serve(ctx: Rc<ShardCtx>, ep: Endpoint, stream: TcpStream, peer: SocketA
                 crate::routed::serve(ctx, service, conn_id, client, peer, scheme, identity).await
             }
         }
-        // Served by a later issue; `runtime` does not bind them yet.
-        Service::H323 | Service::H323Tls => {}
+        Service::H323 => {
+            crate::routed::serve(
+                ctx,
+                service,
+                conn_id,
+                Conn::Plain(stream),
+                peer,
+                "h323",
+                None,
+            )
+            .await
+        }
+        Service::H323Tls => {
+            if let Some(tls) = accept_tls(&ctx, service, conn_id, stream, peer, "h323s", true).await
+            {
+                let identity = {
+                    let set = ctx.tls.load();
+                    crate::tls::client_identity(tls.get_ref().1, set.client_trust.as_ref())
+                };
+                let client = Conn::TlsServer(Box::new(tls));
+                crate::routed::serve(ctx, service, conn_id, client, peer, "h323s", identity).await
+            }
+        }
     }
 }
 

@@ -29,3 +29,4 @@ pub enum Sniff<T, R> {
 pub mod ldap;
 pub mod sip;
 pub mod stun;
+pub mod turn;

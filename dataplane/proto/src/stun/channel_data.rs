@@ -23,8 +23,13 @@
 /// The lowest channel number: "0x4000 through 0x4FFF: These values are the allowed
 /// channel numbers (4096 possible values)" (RFC 8656 §12).
 pub const CHANNEL_MIN: u16 = 0x4000;
-/// The highest channel number; 0x5000–0xFFFF are reserved (RFC 7983 multiplexing).
-pub const CHANNEL_MAX: u16 = 0x4FFF;
+/// The highest channel number accepted: 0x7FFF, RFC 5766's range, not RFC 8656's
+/// 0x4FFF. RFC 8656 §12 reserves 0x5000–0xFFFF, but clients written to RFC 5766 (coturn's
+/// `turnutils_uclient` among them) pick channels anywhere in 0x4000–0x7FFF, and a
+/// server that answers them 400 breaks calls for no gain: the first two bits (`01`)
+/// still tell ChannelData from STUN (`00`) and from RTP/DTLS (RFC 7983). 0x8000 and up
+/// stay refused.
+pub const CHANNEL_MAX: u16 = 0x7FFF;
 
 pub(crate) const fn padded(n: usize) -> usize {
     (n + 3) & !3
@@ -46,8 +51,8 @@ pub enum ChannelDataError {
     /// Fewer than the 4 header bytes.
     #[error("shorter than the 4-byte ChannelData header")]
     TooShort,
-    /// A channel number outside 0x4000–0x4FFF.
-    #[error("channel number {0:#06x} is outside 0x4000-0x4FFF")]
+    /// A channel number outside 0x4000–0x7FFF.
+    #[error("channel number {0:#06x} is outside 0x4000-0x7FFF")]
     BadChannel(u16),
     /// The length field runs past the end of the datagram or frame.
     #[error("the length field runs past the end of the buffer")]
@@ -89,7 +94,7 @@ impl<T: AsRef<[u8]>> ChannelData<T> {
         Ok(ChannelData { buffer })
     }
 
-    /// The channel number (0x4000–0x4FFF).
+    /// The channel number (0x4000–0x7FFF).
     pub fn channel(&self) -> u16 {
         super::message::be16(self.buffer.as_ref(), 0)
     }
@@ -216,8 +221,8 @@ mod tests {
             Some(ChannelDataError::TooShort)
         );
         assert_eq!(
-            ChannelData::new_checked(&[0x50u8, 0, 0, 0][..]).err(),
-            Some(ChannelDataError::BadChannel(0x5000))
+            ChannelData::new_checked(&[0x80u8, 0, 0, 0][..]).err(),
+            Some(ChannelDataError::BadChannel(0x8000))
         );
         assert_eq!(
             ChannelData::new_checked(&[0x3Fu8, 0xFF, 0, 0][..]).err(),

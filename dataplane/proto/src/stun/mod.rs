@@ -99,7 +99,7 @@ pub enum FrameError {
     #[error("STUN message length is not a multiple of 4")]
     UnalignedLength,
     /// A ChannelData header with a channel number in the reserved 0x5000–0x7FFF range.
-    #[error("ChannelData channel number {0:#06x} is outside 0x4000-0x4FFF")]
+    #[error("ChannelData channel number {0:#06x} is outside 0x4000-0x7FFF")]
     ReservedChannel(u16),
 }
 
@@ -149,9 +149,9 @@ fn frame_len_from_header(buf: &[u8]) -> Sniff<usize, FrameError> {
         }
         PacketKind::ChannelData => {
             let Some(&[c0, c1, l0, l1]) = buf.get(..4) else {
-                // The channel number needs both bytes; a first byte 0x50..=0x7F is
-                // already reserved.
-                if first > 0x4F {
+                // The channel number needs both bytes; a first byte that can only
+                // start a refused channel is refused at once.
+                if u16::from(first) << 8 > CHANNEL_MAX {
                     return Sniff::Reject(FrameError::ReservedChannel(u16::from(first) << 8));
                 }
                 return Sniff::Incomplete;
@@ -210,19 +210,9 @@ mod tests {
             frame_len(&[0x00, 0x01, 0x00, 0x06, 0x21, 0x12, 0xA4, 0x42]),
             Sniff::Reject(FrameError::UnalignedLength)
         );
-        assert_eq!(
-            frame_len(&[0x50, 0x00, 0x00, 0x00]),
-            Sniff::Reject(FrameError::ReservedChannel(0x5000))
-        );
-        assert_eq!(
-            frame_len(&[0x7F]),
-            Sniff::Reject(FrameError::ReservedChannel(0x7F00))
-        );
-        // "GET " would look like ChannelData on channel 0x4745; "PUT " is reserved.
-        assert_eq!(
-            frame_len(b"PUT / HTTP/1.1\r\n"),
-            Sniff::Reject(FrameError::ReservedChannel(0x5055))
-        );
+        // RFC 5766's channels above 0x4FFF are accepted (see CHANNEL_MAX).
+        assert_eq!(frame_len(&[0x50, 0x00, 0x00, 0x00]), Sniff::Done(4));
+        assert_eq!(frame_len(&[0x7F]), Sniff::Incomplete);
         assert_eq!(
             frame_len(&[0x80, 0x00]),
             Sniff::Reject(FrameError::NotStunOrChannelData)

@@ -340,6 +340,15 @@ fn refusal_answer(
     out
 }
 
+/// Send portico's own answer to a refused first message and close: flush, then a
+/// TLS close_notify (RFC 8446 §6.1) or a FIN, so the client reads the answer and a
+/// clean end rather than a reset.
+async fn answer_and_close(client: &mut Conn, answer: &[u8]) {
+    let _ = client.write_all(answer).await;
+    let _ = client.flush().await;
+    let _ = client.close().await;
+}
+
 fn rules_service(service: Service) -> rules::Service {
     match service {
         Service::Ldap | Service::Ldaps => rules::Service::Ldap,
@@ -416,9 +425,7 @@ pub async fn serve(
             answer,
         } => {
             ctx.reject(&d, kind, &reason);
-            let _ = client.write_all(&answer).await;
-            let _ = client.flush().await;
-            let _ = client.close().await;
+            answer_and_close(&mut client, &answer).await;
             return;
         }
         First::Route {
@@ -462,8 +469,7 @@ pub async fn serve(
             RejectKind::NoHost,
             "no such host",
         );
-        let _ = client.write_all(&answer).await;
-        let _ = client.flush().await;
+        answer_and_close(&mut client, &answer).await;
         return;
     };
     let mut cert_names = cert_names;
@@ -490,8 +496,7 @@ pub async fn serve(
             RejectKind::NoRule,
             "rule has no port",
         );
-        let _ = client.write_all(&answer).await;
-        let _ = client.flush().await;
+        answer_and_close(&mut client, &answer).await;
         return;
     };
 
@@ -507,8 +512,7 @@ pub async fn serve(
                 RejectKind::TargetRefused,
                 "target refused the connection",
             );
-            let _ = client.write_all(&answer).await;
-            let _ = client.flush().await;
+            answer_and_close(&mut client, &answer).await;
             return;
         }
         None => {
@@ -519,8 +523,7 @@ pub async fn serve(
                 RejectKind::TargetTimeout,
                 "target did not answer in time",
             );
-            let _ = client.write_all(&answer).await;
-            let _ = client.flush().await;
+            answer_and_close(&mut client, &answer).await;
             return;
         }
     };
@@ -543,8 +546,7 @@ pub async fn serve(
                     RejectKind::TargetError,
                     "TLS to target failed",
                 );
-                let _ = client.write_all(&answer).await;
-                let _ = client.flush().await;
+                answer_and_close(&mut client, &answer).await;
                 return;
             }
         }
@@ -581,8 +583,7 @@ pub async fn serve(
             RejectKind::TargetError,
             "target closed the connection",
         );
-        let _ = client.write_all(&answer).await;
-        let _ = client.flush().await;
+        answer_and_close(&mut client, &answer).await;
         return;
     };
     ctx.forwarded(&d, &host.name, leg.addr, true);

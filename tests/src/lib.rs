@@ -98,3 +98,6 @@ impl Drop for Scratch {
         }
     }
 }
+pub mod routed;
+pub mod sip;
+pub mod slapd;

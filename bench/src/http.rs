@@ -1,4 +1,7 @@
-//! The `http` scenario: HTTP/1.1 GET load against a URL, through a proxy or direct.
+//! The `http` and `https` scenarios: HTTP/1.1 GET load against a URL, through a proxy
+//! or direct. With an `https://` URL every connection is TLS ([`crate::tls`]: no
+//! certificate verification, no resumption), so new-connection mode is one full TLS
+//! handshake per request.
 //!
 //! Owns: building the request, the per-connection loops (keep-alive: one connection
 //! reused for every request; new-connection: connect, one request with
@@ -22,11 +25,14 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::TcpStream;
+use rustls::pki_types::ServerName;
+use rustls::ClientConfig;
 
 use crate::pacing::Schedule;
 use crate::response::{self, Body};
 use crate::runtime::{self, sleep_until, Executors};
 use crate::stats::{Report, RunInfo, Stats};
+use crate::tls::{self, Stream};
 
 /// Hard cap on a run's duration.
 pub const MAX_DURATION: Duration = Duration::from_secs(600);
@@ -84,14 +90,18 @@ pub struct Url {
     pub port: u16,
     /// Path and query, starting with `/`.
     pub path: String,
+    /// `https://`.
+    pub tls: bool,
 }
 
-/// Parse `http://host[:port][/path[?query]]` (IPv6 literals in brackets).
+/// Parse `http[s]://host[:port][/path[?query]]` (IPv6 literals in brackets).
 pub fn parse_url(url: &str) -> Result<Url> {
-    let rest = match url.get(..7) {
-        Some(scheme) if scheme.eq_ignore_ascii_case("http://") => &url[7..],
-        _ => bail!("only http:// URLs are supported: {url:?}"),
+    let (rest, tls) = match (url.get(..7), url.get(..8)) {
+        (Some(scheme), _) if scheme.eq_ignore_ascii_case("http://") => (&url[7..], false),
+        (_, Some(scheme)) if scheme.eq_ignore_ascii_case("https://") => (&url[8..], true),
+        _ => bail!("only http:// and https:// URLs are supported: {url:?}"),
     };
+    let default_port = if tls { 443 } else { 80 };
     let (authority, path) = match rest.find(['/', '?']) {
         Some(i) => (&rest[..i], &rest[i..]),
         None => (rest, "/"),
@@ -108,13 +118,13 @@ pub fn parse_url(url: &str) -> Result<Url> {
         let (h, after) = v6.split_once(']').context("unterminated IPv6 literal")?;
         match after.strip_prefix(':') {
             Some(p) => (h, p.parse().with_context(|| format!("bad port {p:?}"))?),
-            None if after.is_empty() => (h, 80),
+            None if after.is_empty() => (h, default_port),
             None => bail!("bad authority {authority:?}"),
         }
     } else {
         match authority.rsplit_once(':') {
             Some((h, p)) => (h, p.parse().with_context(|| format!("bad port {p:?}"))?),
-            None => (authority, 80),
+            None => (authority, default_port),
         }
     };
     if path.bytes().any(|b| b <= b' ' || b == 0x7f) {
@@ -125,6 +135,7 @@ pub fn parse_url(url: &str) -> Result<Url> {
         host: host.to_string(),
         port,
         path,
+        tls,
     })
 }
 
@@ -145,18 +156,59 @@ fn build_request(path: &str, host: &str, headers: &[String], mode: Mode) -> Resu
     Ok(req.into_bytes())
 }
 
+/// TLS client settings of a run: the configuration and the SNI name.
+pub type TlsClient = (Arc<ClientConfig>, ServerName<'static>);
+
 /// Everything a connection task needs; shared by the tasks of one executor.
-struct Plan {
-    addr: SocketAddr,
+pub(crate) struct Plan {
+    pub(crate) addr: SocketAddr,
+    pub(crate) tls: Option<TlsClient>,
     request: Arc<[u8]>,
     mode: Mode,
     connections: usize,
     rate: Option<f64>,
-    timeout: Duration,
+    pub(crate) timeout: Duration,
     start: Instant,
     end: Instant,
     /// No read is started after this; responses still missing count as timeouts.
-    hard_stop: Instant,
+    pub(crate) hard_stop: Instant,
+}
+
+impl Plan {
+    /// A plan for single exchanges outside a timed run (the `idle` scenario).
+    pub(crate) fn single(
+        addr: SocketAddr,
+        tls: Option<TlsClient>,
+        request: Arc<[u8]>,
+        timeout: Duration,
+        hard_stop: Instant,
+    ) -> Plan {
+        let now = Instant::now();
+        Plan {
+            addr,
+            tls,
+            request,
+            mode: Mode::Keepalive,
+            connections: 1,
+            rate: None,
+            timeout,
+            start: now,
+            end: now,
+            hard_stop,
+        }
+    }
+}
+
+/// The TLS settings for a URL (`None` for `http://`); SNI is the Host header's host.
+pub fn tls_for(url: &Url, host_header: &str) -> Result<Option<TlsClient>> {
+    if !url.tls {
+        return Ok(None);
+    }
+    let sni_host = match host_header.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(v6),
+        None => host_header.rsplit_once(':').map_or(host_header, |(h, _)| h),
+    };
+    Ok(Some((tls::client_config()?, tls::server_name(sni_host)?)))
 }
 
 /// Run the load and report it.
@@ -186,6 +238,7 @@ pub fn run(load: HttpLoad) -> Result<Report> {
         .clone()
         .unwrap_or_else(|| url.authority.clone());
     let request: Arc<[u8]> = build_request(&url.path, &host, &load.headers, load.mode)?.into();
+    let tls = tls_for(&url, &host)?;
     let threads = load.executors.threads.clamp(1, load.connections);
     let executors = Executors {
         threads,
@@ -199,9 +252,11 @@ pub fn run(load: HttpLoad) -> Result<Report> {
     let (mode, connections, rate, timeout) = (load.mode, load.connections, load.rate, load.timeout);
     let results = runtime::run_on_executors("bench-http", &executors, move |t| {
         let request = request.clone();
+        let tls = tls.clone();
         async move {
             let plan = Rc::new(Plan {
                 addr,
+                tls,
                 request,
                 mode,
                 connections,
@@ -222,9 +277,13 @@ pub fn run(load: HttpLoad) -> Result<Report> {
         last = last.max(*done);
     }
     let info = RunInfo {
-        scenario: "http",
+        scenario: if url.tls { "https" } else { "http" },
         mode: load.mode.name().to_string(),
-        target: format!("http://{host}{} via {addr}", url.path),
+        target: format!(
+            "{}://{host}{} via {addr}",
+            if url.tls { "https" } else { "http" },
+            url.path
+        ),
         connections: load.connections,
         threads,
         target_rate: load.rate,
@@ -395,8 +454,8 @@ async fn new_connection_exchange(plan: &Plan) -> Exchange {
 }
 
 /// A client connection with its read buffer.
-struct Conn {
-    stream: TcpStream,
+pub(crate) struct Conn {
+    stream: Stream,
     buf: Box<[u8]>,
     /// Unconsumed bytes are `buf[start..end]`.
     start: usize,
@@ -421,7 +480,7 @@ fn io_kind(e: &io::Error, op: &'static str) -> &'static str {
 }
 
 impl Conn {
-    async fn open(plan: &Plan) -> Result<Conn, &'static str> {
+    pub(crate) async fn open(plan: &Plan) -> Result<Conn, &'static str> {
         let stream = TcpStream::connect_timeout(plan.addr, plan.timeout)
             .await
             .map_err(|e| io_kind(&io::Error::from(e), "connect"))?;
@@ -431,6 +490,16 @@ impl Conn {
             .set_read_timeout(Some(plan.timeout))
             .and_then(|()| stream.set_write_timeout(Some(plan.timeout)))
             .map_err(|_| "connect")?;
+        let stream = match &plan.tls {
+            None => Stream::Plain(stream),
+            Some((config, name)) => {
+                let connector = futures_rustls::TlsConnector::from(config.clone());
+                match connector.connect(name.clone(), stream).await {
+                    Ok(s) => Stream::Client(Box::new(s)),
+                    Err(e) => return Err(io_kind(&e, "tls handshake")),
+                }
+            }
+        };
         Ok(Conn {
             stream,
             buf: vec![0u8; READ_BUFFER].into_boxed_slice(),
@@ -471,7 +540,7 @@ impl Conn {
 
     /// Send the request and read one whole response: its status and whether the
     /// server closes the connection after it.
-    async fn exchange(&mut self, plan: &Plan) -> Result<(u16, bool), &'static str> {
+    pub(crate) async fn exchange(&mut self, plan: &Plan) -> Result<(u16, bool), &'static str> {
         self.stream
             .write_all(&plan.request)
             .await
@@ -522,7 +591,11 @@ impl Conn {
     /// The server closes after this response: wait (briefly) for its FIN, then drop.
     async fn await_close(mut self) {
         let wait_until = Instant::now() + CLOSE_WAIT;
-        let _ = self.stream.set_read_timeout(Some(CLOSE_WAIT));
+        if let Stream::Plain(s) = &self.stream {
+            let _ = s.set_read_timeout(Some(CLOSE_WAIT));
+        } else if let Stream::Client(s) = &self.stream {
+            let _ = s.get_ref().0.set_read_timeout(Some(CLOSE_WAIT));
+        }
         let mut scratch = [0u8; 512];
         while Instant::now() < wait_until {
             match self.stream.read(&mut scratch).await {
@@ -551,7 +624,9 @@ mod tests {
             (u.host.as_str(), u.port, u.path.as_str()),
             ("::1", 81, "/?q")
         );
-        assert!(parse_url("https://x/").is_err());
+        let u = parse_url("https://x/").unwrap();
+        assert_eq!((u.port, u.tls), (443, true));
+        assert!(parse_url("ftp://x/").is_err());
         assert!(parse_url("http://x:y/").is_err());
         assert!(parse_url("http:///").is_err());
         assert!(parse_url("http://x/a b").is_err());

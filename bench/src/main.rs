@@ -1,19 +1,28 @@
 //! portico-bench: the load generator for portico, and the minimal targets behind it.
 //!
-//! Scenarios (`http`, later `https`, `tunnel`, `sip`, `ldap`, `h323`, `turn`, `idle`)
-//! each run their load on glommio executors and print a human table or, with
-//! `--json`, one JSON object. `target …` runs a built-in backend until killed.
+//! Scenarios (`http`, `https`, `tunnel`, `sip`, `ldap`, `idle`; `h323` and `turn`
+//! not yet: their servers are being built) each run their load on glommio executors,
+//! bounded in time, and print a human table or, with `--json`, one JSON object.
+//! `target …` runs a built-in backend until killed.
 //!
-//! Layout: [`http`] the HTTP load, [`response`] client-side response framing,
-//! [`pacing`] fixed-rate schedules, [`stats`] histograms and reports, [`target`] the
-//! built-in servers, [`runtime`] executors, placement and deadlines.
+//! Layout: [`http`] the HTTP/HTTPS load, [`tunnel`] bulk relay throughput, [`sip`]
+//! and [`ldap`] their loads and targets, [`idle`] memory per idle connection,
+//! [`response`] client-side response framing, [`pacing`] fixed-rate schedules,
+//! [`stats`] histograms and reports, [`target`] the HTTP/echo/upgrade servers,
+//! [`tls`] rustls client and server settings, [`runtime`] executors, placement and
+//! deadlines.
 
 mod http;
+mod idle;
+mod ldap;
 mod pacing;
 mod response;
 mod runtime;
+mod sip;
 mod stats;
 mod target;
+mod tls;
+mod tunnel;
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -66,6 +75,17 @@ impl Placement {
 enum Command {
     /// HTTP/1.1 GET load against a URL.
     Http(HttpArgs),
+    /// HTTPS load: `--mode new-connection` is one full TLS handshake per request (no
+    /// resumption), `keepalive` many requests per TLS connection.
+    Https(HttpArgs),
+    /// Bulk throughput through a relayed connection to an echo (or upgrade) target.
+    Tunnel(TunnelArgs),
+    /// SIP REGISTER transactions over TCP.
+    Sip(SipArgs),
+    /// LDAP bind + search, a new connection per bind.
+    Ldap(LdapArgs),
+    /// RSS growth of a server process per idle kept-alive connection.
+    Idle(IdleArgs),
     /// Run a built-in target until killed.
     Target {
         #[command(subcommand)]
@@ -110,6 +130,101 @@ struct HttpArgs {
     placement: Placement,
 }
 
+#[derive(Args, Debug)]
+struct TunnelArgs {
+    /// Address to connect to.
+    #[arg(long)]
+    connect: SocketAddr,
+    /// Send an HTTP Upgrade request with this Host header first (the relay starts at
+    /// the 101); a plain connection when absent.
+    #[arg(long, value_name = "HOST")]
+    upgrade_host: Option<String>,
+    /// Path of the Upgrade request.
+    #[arg(long, default_value = "/ws")]
+    upgrade_path: String,
+    #[arg(long, default_value_t = 4)]
+    connections: usize,
+    /// Bytes per write.
+    #[arg(long, default_value_t = 65536)]
+    chunk: usize,
+    #[arg(long, default_value_t = 10.0)]
+    duration: f64,
+    #[arg(long, default_value_t = 5.0)]
+    timeout: f64,
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    placement: Placement,
+}
+
+#[derive(Args, Debug)]
+struct SipArgs {
+    #[arg(long)]
+    connect: SocketAddr,
+    /// From domain (the proxy's routing key).
+    #[arg(long, default_value = "bench.example")]
+    domain: String,
+    #[arg(long, default_value_t = 50)]
+    connections: usize,
+    #[arg(long, value_enum, default_value = "new-connection")]
+    mode: sip::SipMode,
+    #[arg(long, default_value_t = 10.0)]
+    duration: f64,
+    #[arg(long, default_value_t = 5.0)]
+    timeout: f64,
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    placement: Placement,
+}
+
+#[derive(Args, Debug)]
+struct LdapArgs {
+    #[arg(long)]
+    connect: SocketAddr,
+    /// Bind domain (`DOMAIN\userN`: the proxy's routing key).
+    #[arg(long, default_value = "bench.example")]
+    domain: String,
+    #[arg(long, default_value_t = 50)]
+    connections: usize,
+    #[arg(long, default_value_t = 10.0)]
+    duration: f64,
+    #[arg(long, default_value_t = 5.0)]
+    timeout: f64,
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    placement: Placement,
+}
+
+#[derive(Args, Debug)]
+struct IdleArgs {
+    /// `http://` or `https://` URL requested once on each connection.
+    #[arg(long)]
+    url: String,
+    #[arg(long, value_name = "ADDR")]
+    connect: Option<SocketAddr>,
+    #[arg(long, value_name = "H")]
+    host_header: Option<String>,
+    /// The server process whose VmRSS is read.
+    #[arg(long)]
+    pid: u32,
+    #[arg(long, default_value_t = 1000)]
+    connections: usize,
+    /// Connections opened at a time.
+    #[arg(long, default_value_t = 64)]
+    concurrency: usize,
+    /// Seconds to wait after the last connection before reading VmRSS again.
+    #[arg(long, default_value_t = 1.0)]
+    settle: f64,
+    #[arg(long, default_value_t = 5.0)]
+    timeout: f64,
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    placement: Placement,
+}
+
 #[derive(Subcommand, Debug)]
 enum TargetCommand {
     /// HTTP/1.1 keep-alive server answering every request with 200.
@@ -122,6 +237,33 @@ enum TargetCommand {
         /// Answer with a fixed body of this many bytes instead of `NAME PATH\n`.
         #[arg(long, value_name = "BYTES")]
         body_size: Option<usize>,
+        /// Serve HTTPS with this certificate chain (PEM); needs --tls-key.
+        #[arg(long, value_name = "PEM", requires = "tls_key")]
+        tls_cert: Option<std::path::PathBuf>,
+        /// Private key (PEM) for --tls-cert.
+        #[arg(long, value_name = "PEM", requires = "tls_cert")]
+        tls_key: Option<std::path::PathBuf>,
+        #[command(flatten)]
+        placement: Placement,
+    },
+    /// Answers the first request with 101 Switching Protocols, then echoes.
+    Upgrade {
+        #[arg(long)]
+        listen: SocketAddr,
+        #[command(flatten)]
+        placement: Placement,
+    },
+    /// SIP over TCP: 200 OK to every request (Via/From/To/Call-ID/CSeq copied).
+    Sip {
+        #[arg(long)]
+        listen: SocketAddr,
+        #[command(flatten)]
+        placement: Placement,
+    },
+    /// LDAP: BindResponse success, SearchResultDone success, close on unbind.
+    Ldap {
+        #[arg(long)]
+        listen: SocketAddr,
         #[command(flatten)]
         placement: Placement,
     },
@@ -142,10 +284,76 @@ fn seconds(name: &str, v: f64) -> Result<Duration> {
         .ok_or_else(|| anyhow::anyhow!("--{name} must be a positive number of seconds"))
 }
 
+/// Print a report as a table or one JSON object.
+fn print<R: serde::Serialize>(
+    json: bool,
+    report: &R,
+    table: impl FnOnce(&R) -> String,
+) -> Result<()> {
+    if json {
+        println!("{}", serde_json::to_string(report)?);
+    } else {
+        print!("{}", table(report));
+    }
+    Ok(())
+}
+
 fn main() -> Result<()> {
     let cli = Cli::parse();
     match cli.command {
-        Command::Http(a) => {
+        Command::Https(a) if !a.url.to_ascii_lowercase().starts_with("https://") => {
+            anyhow::bail!("https wants an https:// URL");
+        }
+        Command::Tunnel(a) => {
+            let load = tunnel::TunnelLoad {
+                connect: a.connect,
+                upgrade: a.upgrade_host.map(|h| (h, a.upgrade_path)),
+                connections: a.connections,
+                chunk: a.chunk,
+                duration: seconds("duration", a.duration)?,
+                timeout: seconds("timeout", a.timeout)?,
+                executors: a.placement.executors()?,
+            };
+            print(a.json, &tunnel::run(load)?, tunnel::TunnelReport::to_table)?;
+        }
+        Command::Sip(a) => {
+            let load = sip::SipLoad {
+                connect: a.connect,
+                domain: a.domain,
+                connections: a.connections,
+                duration: seconds("duration", a.duration)?,
+                mode: a.mode,
+                timeout: seconds("timeout", a.timeout)?,
+                executors: a.placement.executors()?,
+            };
+            print(a.json, &sip::run(load)?, stats::Report::to_table)?;
+        }
+        Command::Ldap(a) => {
+            let load = ldap::LdapLoad {
+                connect: a.connect,
+                domain: a.domain,
+                connections: a.connections,
+                duration: seconds("duration", a.duration)?,
+                timeout: seconds("timeout", a.timeout)?,
+                executors: a.placement.executors()?,
+            };
+            print(a.json, &ldap::run(load)?, stats::Report::to_table)?;
+        }
+        Command::Idle(a) => {
+            let load = idle::IdleLoad {
+                url: a.url,
+                connect: a.connect,
+                host_header: a.host_header,
+                pid: a.pid,
+                connections: a.connections,
+                concurrency: a.concurrency,
+                settle: seconds("settle", a.settle)?,
+                timeout: seconds("timeout", a.timeout)?,
+                executors: a.placement.executors()?,
+            };
+            print(a.json, &idle::run(load)?, idle::IdleReport::to_table)?;
+        }
+        Command::Http(a) | Command::Https(a) => {
             let load = http::HttpLoad {
                 url: a.url,
                 connect: a.connect,
@@ -170,13 +378,28 @@ fn main() -> Result<()> {
                 listen,
                 name,
                 body_size,
+                tls_cert,
+                tls_key,
                 placement,
             } => target::run_http(target::HttpTarget {
                 listen,
                 name,
                 executors: placement.executors()?,
                 body_size,
+                tls: match (tls_cert, tls_key) {
+                    (Some(c), Some(k)) => Some(tls::server_config(&c, &k)?),
+                    _ => None,
+                },
             })?,
+            TargetCommand::Upgrade { listen, placement } => {
+                target::run_upgrade(listen, &placement.executors()?)?
+            }
+            TargetCommand::Sip { listen, placement } => {
+                sip::run_target(listen, &placement.executors()?)?
+            }
+            TargetCommand::Ldap { listen, placement } => {
+                ldap::run_target(listen, &placement.executors()?)?
+            }
             TargetCommand::Echo { listen, placement } => {
                 target::run_echo(listen, &placement.executors()?)?
             }

@@ -5,7 +5,12 @@
 //!   body (`--body-size` bytes) or `NAME PATH\n`. Handles pipelining (all complete
 //!   requests in a read are answered in one write) and Content-Length request
 //!   bodies; refuses Transfer-Encoding request bodies (400, close).
+//!   With `--tls-cert/--tls-key` it speaks HTTPS (rustls, ring): the TLS target
+//!   behind a proxy's HTTPS listener.
 //! - `echo`: TCP echo, for tunnel benchmarks.
+//! - `upgrade`: answers the first request head with `101 Switching Protocols`, then
+//!   echoes every byte (the far end of an HTTP Upgrade / WebSocket tunnel).
+//! - `sip` and `ldap` live in [`crate::sip`] and [`crate::ldap`].
 //!
 //! One glommio executor per `--threads`, each with its own SO_REUSEPORT listener
 //! (glommio's `TcpListener::bind` sets it), so the kernel spreads connections. The
@@ -22,6 +27,7 @@ use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::{TcpListener, TcpStream};
 
 use crate::runtime::{self, Executors};
+use crate::tls::Stream;
 
 /// A connection with no input for this long is closed.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(120);
@@ -43,6 +49,8 @@ pub struct HttpTarget {
     pub executors: Executors,
     /// Fixed body size; `None` answers `NAME PATH\n`.
     pub body_size: Option<usize>,
+    /// Serve HTTPS with this configuration.
+    pub tls: Option<std::sync::Arc<rustls::ServerConfig>>,
 }
 
 /// What a request gets back.
@@ -129,7 +137,8 @@ const TOO_LARGE: &[u8] =
 pub fn run_http(target: HttpTarget) -> Result<()> {
     let executors = target.executors.clone();
     eprintln!(
-        "portico-bench target http {} listening on {} ({} thread(s))",
+        "portico-bench target http{} {} listening on {} ({} thread(s))",
+        if target.tls.is_some() { " (TLS)" } else { "" },
         target.name,
         target.listen,
         executors.threads.max(1)
@@ -139,8 +148,16 @@ pub fn run_http(target: HttpTarget) -> Result<()> {
         async move {
             let listener = TcpListener::bind(target.listen).map_err(io::Error::from)?;
             let answer = Rc::new(Answer::new(&target));
+            let acceptor = target.tls.clone().map(futures_rustls::TlsAcceptor::from);
             accept_loop(listener, move |stream| {
-                http_connection(stream, answer.clone())
+                let (answer, acceptor) = (answer.clone(), acceptor.clone());
+                async move {
+                    let stream = match acceptor {
+                        None => Stream::Plain(stream),
+                        Some(a) => Stream::Server(Box::new(a.accept(stream).await?)),
+                    };
+                    http_connection(stream, answer).await
+                }
             })
             .await
         }
@@ -167,8 +184,113 @@ pub fn run_echo(listen: SocketAddr, executors: &Executors) -> Result<()> {
     Ok(())
 }
 
+/// Run the upgrade target until killed.
+pub fn run_upgrade(listen: SocketAddr, executors: &Executors) -> Result<()> {
+    eprintln!(
+        "portico-bench target upgrade listening on {listen} ({} thread(s))",
+        executors.threads.max(1)
+    );
+    let results = runtime::run_on_executors("target-upgrade", executors, move |_| async move {
+        let listener = TcpListener::bind(listen).map_err(io::Error::from)?;
+        accept_loop(listener, upgrade_connection).await
+    })?;
+    for r in results {
+        r?;
+    }
+    Ok(())
+}
+
+/// The 101 answer to an upgrade request head: the request's `Upgrade` token echoed,
+/// and `Sec-WebSocket-Accept` (RFC 6455 §4.2.2) when it sent a `Sec-WebSocket-Key`
+/// (HAProxy checks it).
+fn switching(head: &[u8]) -> Vec<u8> {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut headers);
+    let _ = req.parse(head);
+    let mut upgrade: &[u8] = b"websocket";
+    let mut key: Option<&[u8]> = None;
+    for h in req.headers.iter() {
+        if h.name.eq_ignore_ascii_case("upgrade") {
+            upgrade = h.value;
+        } else if h.name.eq_ignore_ascii_case("sec-websocket-key") {
+            key = Some(h.value.trim_ascii());
+        }
+    }
+    let mut out = b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: ".to_vec();
+    out.extend_from_slice(upgrade);
+    out.extend_from_slice(b"\r\n");
+    if let Some(key) = key {
+        out.extend_from_slice(b"Sec-WebSocket-Accept: ");
+        out.extend_from_slice(websocket_accept(key).as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+    out
+}
+
+/// base64(SHA-1(key ++ GUID)).
+fn websocket_accept(key: &[u8]) -> String {
+    let mut ctx = ring::digest::Context::new(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY);
+    ctx.update(key);
+    ctx.update(b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11");
+    base64(ctx.finish().as_ref())
+}
+
+fn base64(bytes: &[u8]) -> String {
+    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for c in bytes.chunks(3) {
+        let b = [c[0], *c.get(1).unwrap_or(&0), *c.get(2).unwrap_or(&0)];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= c.len() {
+                out.push(char::from(A[((n >> (18 - 6 * i)) & 63) as usize]));
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+/// Read one request head, answer 101, then echo (bytes after the head first).
+async fn upgrade_connection(mut stream: TcpStream) -> io::Result<()> {
+    let mut buf = vec![0u8; 64 * 1024].into_boxed_slice();
+    let mut end = 0;
+    let head_len = loop {
+        let n = stream.read(buf.get_mut(end..).unwrap_or_default()).await?;
+        if n == 0 {
+            return Ok(());
+        }
+        end += n;
+        match parse_request(buf.get(..end).unwrap_or_default()) {
+            Parsed::Request(req) => break req.head_len,
+            Parsed::Partial if end < buf.len() => {}
+            _ => {
+                stream.write_all(BAD_REQUEST).await?;
+                return Ok(());
+            }
+        }
+    };
+    stream
+        .write_all(&switching(buf.get(..head_len).unwrap_or_default()))
+        .await?;
+    if end > head_len {
+        stream
+            .write_all(buf.get(head_len..end).unwrap_or_default())
+            .await?;
+    }
+    loop {
+        let n = stream.read(&mut buf).await?;
+        if n == 0 {
+            return Ok(());
+        }
+        stream.write_all(buf.get(..n).unwrap_or_default()).await?;
+    }
+}
+
 /// Accept forever (a target runs until killed), one task per connection.
-async fn accept_loop<F, Fut>(listener: TcpListener, serve: F) -> io::Result<()>
+pub(crate) async fn accept_loop<F, Fut>(listener: TcpListener, serve: F) -> io::Result<()>
 where
     F: Fn(TcpStream) -> Fut,
     Fut: std::future::Future<Output = io::Result<()>> + 'static,
@@ -195,7 +317,7 @@ where
 
 /// Serve HTTP/1.1 requests on one connection until the client closes, asks to close,
 /// sends something malformed, or stays idle too long.
-async fn http_connection(mut stream: TcpStream, answer: Rc<Answer>) -> io::Result<()> {
+async fn http_connection(mut stream: Stream, answer: Rc<Answer>) -> io::Result<()> {
     let mut buf = vec![0u8; READ_BUFFER].into_boxed_slice();
     let (mut start, mut end) = (0usize, 0usize);
     let mut out: Vec<u8> = Vec::with_capacity(4096);
@@ -257,7 +379,14 @@ async fn http_connection(mut stream: TcpStream, answer: Rc<Answer>) -> io::Resul
         }
         if close {
             // Half-close and let the client close; dropping closes the socket.
-            let _ = stream.shutdown(std::net::Shutdown::Write).await;
+            match &stream {
+                Stream::Plain(s) => {
+                    let _ = s.shutdown(std::net::Shutdown::Write).await;
+                }
+                _ => {
+                    let _ = stream.close().await;
+                }
+            }
             return Ok(());
         }
         // Keep the unconsumed tail at the front of the buffer.
@@ -390,6 +519,21 @@ mod tests {
             panic!("not parsed")
         };
         assert!(req.close);
+    }
+
+    #[test]
+    fn websocket_accept_matches_rfc6455() {
+        // RFC 6455 §1.3.
+        assert_eq!(
+            websocket_accept(b"dGhlIHNhbXBsZSBub25jZQ=="),
+            "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
+        );
+        assert_eq!(base64(b"ab"), "YWI=");
+        let r = switching(b"GET / HTTP/1.1\r\nUpgrade: x-echo\r\nConnection: upgrade\r\n\r\n");
+        assert_eq!(
+            r,
+            b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: x-echo\r\n\r\n"
+        );
     }
 
     #[test]

@@ -1,0 +1,190 @@
+//! The `idle` scenario: the server's resident memory per idle connection.
+//!
+//! Reads `VmRSS` of `--pid` (the proxy) from `/proc/PID/status`, opens N connections
+//! through it (`--concurrency` connects at a time), sends one keep-alive request on
+//! each and reads the 200 (so the proxy has routed it, opened its target leg and holds
+//! whatever state a kept-alive connection costs), waits `--settle` seconds, reads
+//! `VmRSS` again and reports (after − before) / N. Then closes everything.
+//!
+//! What it measures: user-space memory (heap, buffers, rustls state) as the kernel
+//! counts resident pages, so the figure is page-granular and includes allocator
+//! slack; kernel socket memory is not in RSS. Run it on a freshly started proxy: a
+//! warm allocator may reuse memory freed earlier and show less.
+
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use serde::Serialize;
+
+use crate::http::{self, Conn, Plan, TlsClient};
+use crate::runtime::{self, Executors};
+
+#[derive(Debug, Clone)]
+pub struct IdleLoad {
+    pub url: String,
+    pub connect: Option<SocketAddr>,
+    pub host_header: Option<String>,
+    pub pid: u32,
+    pub connections: usize,
+    pub concurrency: usize,
+    pub settle: Duration,
+    pub timeout: Duration,
+    pub executors: Executors,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct IdleReport {
+    pub scenario: &'static str,
+    pub target: String,
+    pub pid: u32,
+    pub connections_requested: usize,
+    pub connections_open: usize,
+    pub rss_before_kib: u64,
+    pub rss_after_kib: u64,
+    /// (after − before) / open connections, bytes.
+    pub rss_per_connection_bytes: f64,
+    pub error_total: u64,
+    pub errors: std::collections::BTreeMap<String, u64>,
+}
+
+impl IdleReport {
+    pub fn to_table(&self) -> String {
+        let mut s = format!(
+            "idle -> {} (pid {}): {} of {} connections open and idle\n",
+            self.target, self.pid, self.connections_open, self.connections_requested
+        );
+        s += &format!("  VmRSS before {:>12} KiB\n", self.rss_before_kib);
+        s += &format!("  VmRSS after  {:>12} KiB\n", self.rss_after_kib);
+        s += &format!(
+            "  per conn     {:>12.0} bytes\n",
+            self.rss_per_connection_bytes
+        );
+        s += &format!("  errors       {:>12}\n", self.error_total);
+        for (kind, n) in &self.errors {
+            s += &format!("    {kind:<20} {n:>8}\n");
+        }
+        s
+    }
+}
+
+/// `VmRSS` of a process, KiB.
+pub fn vm_rss_kib(pid: u32) -> Result<u64> {
+    let path = format!("/proc/{pid}/status");
+    let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read {path}"))?;
+    parse_vm_rss(&text).with_context(|| format!("no VmRSS in {path}"))
+}
+
+fn parse_vm_rss(status: &str) -> Option<u64> {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().strip_suffix("kB"))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+pub fn run(load: IdleLoad) -> Result<IdleReport> {
+    if load.connections == 0 || load.connections > 100_000 {
+        bail!("--connections must be 1..=100000");
+    }
+    let url = http::parse_url(&load.url)?;
+    let addr = match load.connect {
+        Some(a) => a,
+        None => format!("{}:{}", url.host, url.port)
+            .parse()
+            .context("give --connect ADDR when the URL's host is a name")?,
+    };
+    let host = load
+        .host_header
+        .clone()
+        .unwrap_or_else(|| url.authority.clone());
+    let tls: Option<TlsClient> = http::tls_for(&url, &host)?;
+    let request: Arc<[u8]> = format!(
+        "GET {} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: portico-bench\r\n\r\n",
+        url.path
+    )
+    .into_bytes()
+    .into();
+    let before = vm_rss_kib(load.pid)?;
+    let l = load.clone();
+    let executors = Executors {
+        threads: 1,
+        ..load.executors.clone()
+    };
+    let mut results = runtime::run_on_executors("bench-idle", &executors, move |_| {
+        let (l, tls, request) = (l.clone(), tls.clone(), request.clone());
+        async move {
+            // Generous: opening thousands of connections takes a while.
+            let hard_stop = Instant::now() + Duration::from_secs(300);
+            let plan = Rc::new(Plan::single(addr, tls, request, l.timeout, hard_stop));
+            let mut open: Vec<Conn> = Vec::with_capacity(l.connections);
+            let mut errors = std::collections::BTreeMap::<String, u64>::new();
+            let mut remaining = l.connections;
+            while remaining > 0 {
+                let batch = remaining.min(l.concurrency.max(1));
+                remaining -= batch;
+                let tasks: Vec<_> = (0..batch)
+                    .map(|_| {
+                        let plan = plan.clone();
+                        glommio::spawn_local(async move {
+                            let mut c = Conn::open(&plan).await?;
+                            match c.exchange(&plan).await? {
+                                (200..=299, false) => Ok(c),
+                                (200..=299, true) => Err("server closed"),
+                                _ => Err("status not 2xx"),
+                            }
+                        })
+                    })
+                    .collect();
+                for t in tasks {
+                    match t.await {
+                        Ok(c) => open.push(c),
+                        Err(k) => *errors.entry(k.to_string()).or_insert(0) += 1,
+                    }
+                }
+            }
+            glommio::timer::sleep(l.settle).await;
+            let after = vm_rss_kib(l.pid);
+            let n = open.len();
+            drop(open);
+            (n, after.map_err(|e| e.to_string()), errors)
+        }
+    })?;
+    let (n, after, errors) = results.pop().context("no executor result")?;
+    let after = after.map_err(anyhow::Error::msg)?;
+    Ok(IdleReport {
+        scenario: "idle",
+        target: format!(
+            "{}://{host}{} via {addr}",
+            if url.tls { "https" } else { "http" },
+            url.path
+        ),
+        pid: load.pid,
+        connections_requested: load.connections,
+        connections_open: n,
+        rss_before_kib: before,
+        rss_after_kib: after,
+        rss_per_connection_bytes: if n > 0 {
+            (after as f64 - before as f64) * 1024.0 / n as f64
+        } else {
+            0.0
+        },
+        error_total: errors.values().sum(),
+        errors,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn vm_rss_is_read() {
+        let s = "Name:\tx\nVmPeak:\t  100 kB\nVmRSS:\t    5120 kB\nRssAnon:\t1 kB\n";
+        assert_eq!(parse_vm_rss(s), Some(5120));
+        assert_eq!(parse_vm_rss("Name: x\n"), None);
+        assert!(vm_rss_kib(std::process::id()).unwrap() > 0);
+    }
+}

@@ -250,6 +250,11 @@ impl Portico {
         }
     }
 
+    /// The process id (for sending signals).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Lines printed on stdout so far (the log).
     pub fn stdout(&self) -> Vec<String> {
         self.stdout.lock().map(|l| l.clone()).unwrap_or_default()

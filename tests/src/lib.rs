@@ -98,6 +98,7 @@ impl Drop for Scratch {
         }
     }
 }
+pub mod ops;
 pub mod routed;
 pub mod sip;
 pub mod slapd;

@@ -359,7 +359,7 @@ fn encode_turn(t: &TurnCounters, enc: &mut DescriptorEncoder) -> Result<(), std:
     }
     {
         let mut e = enc.encode_descriptor(
-            "turn_relayed_bytes",
+            "turn_relayed",
             "Application bytes relayed by TURN, by direction.",
             Some(&Unit::Bytes),
             MetricType::Counter,

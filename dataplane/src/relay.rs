@@ -188,7 +188,7 @@ fn abort_both(a: RawFd, b: RawFd) {
 }
 
 /// Resolves when nothing moved either way for `idle`.
-async fn idle_watch(activity: &Cell<Instant>, idle: Duration) {
+pub(crate) async fn idle_watch(activity: &Cell<Instant>, idle: Duration) {
     loop {
         let since = activity.get().elapsed();
         if since >= idle {

@@ -88,8 +88,6 @@ enum First {
         summary: String,
         /// Names a client certificate must carry for Check Certificate.
         cert_names: Vec<String>,
-        /// The first message as forwarded (length of `buf` it replaces).
-        rewritten: Option<(Vec<u8>, usize)>,
         /// A SIP first request other than REGISTER/INVITE: routed all the same,
         /// counted and logged.
         unusual: bool,
@@ -142,7 +140,7 @@ fn record_route(public: &str, service: Service) -> Option<String> {
     Some(format!("<sip:{host}:{port};transport={transport};lr>"))
 }
 
-fn sniff(service: Service, buf: &[u8], limit: usize, public_nat: Option<&str>) -> Option<First> {
+fn sniff(service: Service, buf: &[u8], limit: usize) -> Option<First> {
     match service {
         Service::Sip | Service::Sips => {
             let limits = sip::Limits { max_head: limit };
@@ -172,22 +170,10 @@ fn sniff(service: Service, buf: &[u8], limit: usize, public_nat: Option<&str>) -
                         cert_names.push(user.clone());
                         cert_names.push(format!("{user}@{domain}"));
                     }
-                    // RFC 3261 §16.6 step 4: a record-routing proxy inserts its
-                    // Record-Route on dialog-creating requests; here the router's
-                    // public address, so in-dialog requests come back through it.
-                    let rewritten = match public_nat.and_then(|p| record_route(p, service)) {
-                        Some(rr) if sip::is_dialog_creating(req.method) => {
-                            let mut out = Vec::with_capacity(req.head_len + 64);
-                            sip::write_with_record_route(buf, &req, &rr, &mut out);
-                            Some((out, req.head_len))
-                        }
-                        _ => None,
-                    };
                     Some(First::Route {
                         key: req.domain.clone(),
                         summary,
                         cert_names,
-                        rewritten,
                         unusual,
                         refusal: Refusal::Sip(req),
                     })
@@ -225,7 +211,6 @@ fn sniff(service: Service, buf: &[u8], limit: usize, public_nat: Option<&str>) -
                         .collect::<String>()
                 ),
                 cert_names: Vec::new(),
-                rewritten: None,
                 unusual: false,
                 refusal: Refusal::Ldap {
                     message_id: bind.message_id,
@@ -251,7 +236,6 @@ fn sniff(service: Service, buf: &[u8], limit: usize, public_nat: Option<&str>) -
                     key,
                     summary: h323_summary(&first),
                     cert_names: first.alias.iter().cloned().collect(),
-                    rewritten: None,
                     unusual: false,
                     refusal: Refusal::H323,
                 })
@@ -340,6 +324,132 @@ fn refusal_answer(
     out
 }
 
+/// Relay a SIP connection whose client → target requests get a Record-Route
+/// (RFC 3261 §16.6 step 4) when they create a dialog. Requests are framed with the
+/// request sniffer, responses with [`sip::response_len`], keep-alive CRLFs (RFC 5626
+/// §3.5.1) pass at once; anything that does not frame as SIP switches the direction
+/// to plain copying, so a peer cannot stall it. The other direction is copied.
+async fn sip_relay(
+    client: Conn,
+    target: Conn,
+    initial: Vec<u8>,
+    rr: &str,
+    limit: usize,
+    idle: std::time::Duration,
+) -> std::io::Result<crate::relay::Moved> {
+    let (mut c_r, mut c_w) = futures_lite::io::split(client);
+    let (mut t_r, mut t_w) = futures_lite::io::split(target);
+    let limits = sip::Limits { max_head: limit };
+    // Idle is judged over both directions together (a registered phone may hear
+    // nothing from its PBX for longer than `idle` while it sends keep-alives).
+    let activity = std::cell::Cell::new(Instant::now());
+    let up = async {
+        let mut buf: Vec<u8> = initial;
+        let mut chunk = vec![0u8; READ_CHUNK];
+        let mut out = Vec::new();
+        let mut moved = 0u64;
+        let mut framing = true;
+        loop {
+            while framing && !buf.is_empty() {
+                let crlf = buf
+                    .iter()
+                    .take_while(|&&b| b == b'\r' || b == b'\n')
+                    .count();
+                if crlf > 0 {
+                    t_w.write_all(buf.get(..crlf).unwrap_or_default()).await?;
+                    buf.drain(..crlf);
+                    moved += crlf as u64;
+                    continue;
+                }
+                let (len, head) = if buf.starts_with(b"SIP/2.0 ") {
+                    match sip::response_len(&buf, &limits) {
+                        Sniff::Done(len) => (len, None),
+                        Sniff::Incomplete => break,
+                        Sniff::Reject(_) => {
+                            framing = false;
+                            break;
+                        }
+                    }
+                } else {
+                    match sip::parse_request(&buf, &limits) {
+                        Sniff::Done(req) => (req.head_len + req.body_len, Some(req)),
+                        Sniff::Incomplete => break,
+                        Sniff::Reject(_) => {
+                            framing = false;
+                            break;
+                        }
+                    }
+                };
+                if buf.len() < len {
+                    break;
+                }
+                match head {
+                    Some(req) if sip::is_dialog_creating(req.method) => {
+                        sip::write_with_record_route(&buf, &req, rr, &mut out);
+                        t_w.write_all(&out).await?;
+                        t_w.write_all(buf.get(req.head_len..len).unwrap_or_default())
+                            .await?;
+                        moved += (out.len() + len - req.head_len) as u64;
+                    }
+                    _ => {
+                        t_w.write_all(buf.get(..len).unwrap_or_default()).await?;
+                        moved += len as u64;
+                    }
+                }
+                buf.drain(..len);
+            }
+            if !framing && !buf.is_empty() {
+                t_w.write_all(&buf).await?;
+                moved += buf.len() as u64;
+                buf.clear();
+            }
+            t_w.flush().await?;
+            match c_r.read(&mut chunk).await {
+                Ok(n) if n > 0 => {
+                    activity.set(Instant::now());
+                    buf.extend_from_slice(chunk.get(..n).unwrap_or_default())
+                }
+                _ => break,
+            }
+        }
+        let _ = t_w.close().await;
+        Ok::<u64, std::io::Error>(moved)
+    };
+    let down = async {
+        let mut chunk = vec![0u8; READ_CHUNK];
+        let mut moved = 0u64;
+        loop {
+            match t_r.read(&mut chunk).await {
+                Ok(n) if n > 0 => {
+                    activity.set(Instant::now());
+                    c_w.write_all(chunk.get(..n).unwrap_or_default()).await?;
+                    c_w.flush().await?;
+                    moved += n as u64;
+                }
+                _ => break,
+            }
+        }
+        let _ = c_w.close().await;
+        Ok::<u64, std::io::Error>(moved)
+    };
+    let both = futures_lite::future::zip(up, down);
+    match futures_lite::future::or(async { Some(both.await) }, async {
+        crate::relay::idle_watch(&activity, idle).await;
+        None
+    })
+    .await
+    {
+        Some((a, b)) => Ok(crate::relay::Moved {
+            a_to_b: a.unwrap_or(0),
+            b_to_a: b.unwrap_or(0),
+        }),
+        None => Err(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            "SIP connection idle",
+        )),
+    }
+}
+
 /// Send portico's own answer to a refused first message and close: flush, then a
 /// TLS close_notify (RFC 8446 §6.1) or a FIN, so the client reads the answer and a
 /// clean end rather than a reset.
@@ -386,7 +496,7 @@ pub async fn serve(
     let mut chunk = vec![0u8; READ_CHUNK];
     let first = loop {
         if !buf.is_empty() {
-            if let Some(first) = sniff(service, &buf, limit, public_nat.as_deref()) {
+            if let Some(first) = sniff(service, &buf, limit) {
                 break first;
             }
             if buf.len() >= limit {
@@ -418,7 +528,7 @@ pub async fn serve(
     };
     drop(chunk);
 
-    let (key, summary, cert_names, rewritten, unusual, refusal) = match first {
+    let (key, summary, cert_names, unusual, refusal) = match first {
         First::Reject {
             reason,
             kind,
@@ -432,10 +542,9 @@ pub async fn serve(
             key,
             summary,
             cert_names,
-            rewritten,
             unusual,
             refusal,
-        } => (key, summary, cert_names, rewritten, unusual, refusal),
+        } => (key, summary, cert_names, unusual, refusal),
     };
     d.host = &key;
     d.summary = &summary;
@@ -559,17 +668,21 @@ pub async fn serve(
         connect_started.elapsed(),
     );
 
-    // The first message (with its Record-Route, if any) and whatever followed it.
-    let sent = match &rewritten {
-        Some((head, replaced)) => {
-            let rest = buf.get(*replaced..).unwrap_or_default();
-            let r = target
-                .write_all(head)
-                .await
-                .and(target.write_all(rest).await);
-            r.map(|_| head.len() + rest.len())
+    // With a public NAT address, SIP is relayed message by message client → target
+    // so every dialog-creating request (RFC 3261 §16.6 step 4), the first one
+    // included, gets a Record-Route with the router's public address; the bytes
+    // buffered so far go through that framing too. Otherwise the buffered bytes go
+    // out as they are and the connection becomes a tunnel.
+    let record_route = match service {
+        Service::Sip | Service::Sips => {
+            public_nat.as_deref().and_then(|p| record_route(p, service))
         }
-        None => target.write_all(&buf).await.map(|_| buf.len()),
+        _ => None,
+    };
+    let sent = if record_route.is_some() {
+        Ok(0)
+    } else {
+        target.write_all(&buf).await.map(|_| buf.len())
     };
     let flushed = match sent {
         Ok(n) => target.flush().await.map(|()| n),
@@ -595,7 +708,10 @@ pub async fn serve(
         m.bytes(service, Direction::ClientToTarget, sent as u64);
         m.tunnel_open(service);
     }
-    let moved = crate::relay::tunnel(client, target, idle).await;
+    let moved = match record_route {
+        Some(rr) => sip_relay(client, target, std::mem::take(&mut buf), &rr, limit, idle).await,
+        None => crate::relay::tunnel(client, target, idle).await,
+    };
     let mut m = ctx.metrics.borrow_mut();
     m.tunnel_close(service);
     if let Ok(moved) = moved {

@@ -98,7 +98,9 @@ impl Drop for Scratch {
         }
     }
 }
+pub mod h323;
 pub mod ops;
 pub mod routed;
 pub mod sip;
 pub mod slapd;
+pub mod turn;

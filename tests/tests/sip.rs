@@ -585,3 +585,42 @@ fn sips_refusals_end_with_close_notify() {
     let (_, end) = tls_read_until_end(&mut tls, Duration::from_secs(5));
     assert_eq!(end, TlsEnd::CloseNotify, "malformed first message");
 }
+
+#[test]
+fn later_dialog_creating_requests_on_the_connection_get_record_route_too() {
+    let lab = SipLab::new(true).start();
+    let register = simple_request("REGISTER", "sip:alice@dvl-ckl2.net", "later-reg");
+    let invite = simple_request("INVITE", "sip:alice@dvl-ckl2.net", "later-inv");
+    let options = simple_request("OPTIONS", "sip:alice@dvl-ckl2.net", "later-opt");
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", lab.sip)).expect("connect");
+    use std::io::Write;
+    // A keep-alive ping between requests, and the INVITE split across writes.
+    stream.write_all(register.as_bytes()).expect("write");
+    stream.write_all(b"\r\n\r\n").expect("write");
+    let (first, rest) = invite.split_at(invite.len() / 2);
+    stream.write_all(first.as_bytes()).expect("write");
+    std::thread::sleep(Duration::from_millis(100));
+    stream.write_all(rest.as_bytes()).expect("write");
+    stream.write_all(options.as_bytes()).expect("write");
+    let got = lab.master_tcp.wait_messages(3, Duration::from_secs(5));
+    let methods: Vec<&str> = got.iter().map(|m| m.method()).collect();
+    assert_eq!(methods, ["REGISTER", "INVITE", "OPTIONS"]);
+    assert_record_route(&got[0], None);
+    assert_record_route(&got[1], Some(RR_TCP));
+    assert_record_route(&got[2], None);
+    let sent_body = invite
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b)
+        .unwrap_or_default();
+    assert!(!sent_body.is_empty());
+    assert_eq!(
+        String::from_utf8_lossy(&got[1].body),
+        sent_body,
+        "INVITE body intact"
+    );
+    assert_eq!(
+        lab.master_tcp.connections(),
+        1,
+        "one target connection for the whole client connection"
+    );
+}

@@ -123,6 +123,51 @@ impl Method {
     }
 }
 
+/// The length of a complete SIP response at the start of `buf` (head and body; RFC
+/// 3261 §7.2, §18.3: on a stream the body is `Content-Length` bytes, `l` in compact
+/// form, 0 when absent), for relaying a connection message by message. Only the
+/// framing is read; the response is forwarded as it is.
+pub fn response_len(buf: &[u8], limits: &Limits) -> Sniff<usize, SipReject> {
+    const TOO_LARGE: SipReject = SipReject {
+        status: None,
+        reason: "SIP response head too large",
+    };
+    const BAD_LENGTH: SipReject = SipReject {
+        status: None,
+        reason: "bad Content-Length in a SIP response",
+    };
+    let Some(end) = memchr::memmem::find(buf, b"\r\n\r\n") else {
+        return if buf.len() > limits.max_head {
+            Sniff::Reject(TOO_LARGE)
+        } else {
+            Sniff::Incomplete
+        };
+    };
+    if end > limits.max_head {
+        return Sniff::Reject(TOO_LARGE);
+    }
+    let head = buf.get(..end).unwrap_or_default();
+    let mut body = 0usize;
+    for line in head.split(|&b| b == b'\n') {
+        let Some(colon) = line.iter().position(|&b| b == b':') else {
+            continue;
+        };
+        let (name, value) = line.split_at(colon);
+        let name = name.trim_ascii();
+        if name.eq_ignore_ascii_case(b"content-length") || name.eq_ignore_ascii_case(b"l") {
+            let value = value.get(1..).unwrap_or_default().trim_ascii();
+            match std::str::from_utf8(value)
+                .ok()
+                .and_then(|v| v.parse::<usize>().ok())
+            {
+                Some(n) if n <= 16 * 1024 * 1024 => body = n,
+                _ => return Sniff::Reject(BAD_LENGTH),
+            }
+        }
+    }
+    Sniff::Done(end + 4 + body)
+}
+
 /// Whether a request with this method creates a dialog, so a record-routing proxy
 /// inserts its `Record-Route` into it (RFC 3261 §16.6 step 4: "If this proxy wishes
 /// to remain on the path of future requests in a dialog created by this request
@@ -2142,5 +2187,25 @@ mod tests {
             });
         }
         assert!(done_count > 1000, "{done_count}");
+    }
+
+    #[test]
+    fn response_len_frames_head_and_body() {
+        let limits = Limits::default();
+        let ok = b"SIP/2.0 200 OK\r\nVia: SIP/2.0/TCP a\r\nl: 3\r\n\r\nabcNEXT";
+        assert_eq!(response_len(ok, &limits), Sniff::Done(ok.len() - 4));
+        for n in 0..ok.len() - 7 {
+            assert_eq!(
+                response_len(&ok[..n], &limits),
+                Sniff::Incomplete,
+                "prefix {n}"
+            );
+        }
+        let none = b"SIP/2.0 100 Trying\r\n\r\n";
+        assert_eq!(response_len(none, &limits), Sniff::Done(none.len()));
+        let bad = b"SIP/2.0 200 OK\r\nContent-Length: x\r\n\r\n";
+        assert!(matches!(response_len(bad, &limits), Sniff::Reject(_)));
+        let big = vec![b'a'; limits.max_head + 10];
+        assert!(matches!(response_len(&big, &limits), Sniff::Reject(_)));
     }
 }

@@ -450,6 +450,61 @@ async fn sip_relay(
     }
 }
 
+/// Why a routed connection is given up after its first message was parsed: what the
+/// client is answered (SIP status, LDAP result code), how it is counted and logged.
+#[derive(Debug, Clone, Copy)]
+enum Failure {
+    Closed,
+    NoHost,
+    NoPort,
+    Refused,
+    Timeout,
+    TlsFailed,
+}
+
+impl Failure {
+    fn answer(self) -> ((u16, &'static str), u8, RejectKind, &'static str) {
+        match self {
+            Failure::Closed => (
+                (502, "Bad Gateway"),
+                ldap::result_code::UNAVAILABLE,
+                RejectKind::TargetError,
+                "target closed the connection",
+            ),
+            Failure::NoHost => (
+                (403, "Forbidden"),
+                ldap::result_code::UNWILLING_TO_PERFORM,
+                RejectKind::NoHost,
+                "no such host",
+            ),
+            Failure::NoPort => (
+                (403, "Forbidden"),
+                ldap::result_code::UNWILLING_TO_PERFORM,
+                RejectKind::NoRule,
+                "rule has no port",
+            ),
+            Failure::Refused => (
+                (502, "Bad Gateway"),
+                ldap::result_code::UNAVAILABLE,
+                RejectKind::TargetRefused,
+                "target refused the connection",
+            ),
+            Failure::Timeout => (
+                (504, "Server Time-out"),
+                ldap::result_code::UNAVAILABLE,
+                RejectKind::TargetTimeout,
+                "target did not answer in time",
+            ),
+            Failure::TlsFailed => (
+                (502, "Bad Gateway"),
+                ldap::result_code::UNAVAILABLE,
+                RejectKind::TargetError,
+                "TLS to target failed",
+            ),
+        }
+    }
+}
+
 /// Send portico's own answer to a refused first message and close: flush, then a
 /// TLS close_notify (RFC 8446 §6.1) or a FIN, so the client reads the answer and a
 /// clean end rather than a reset.
@@ -561,25 +616,22 @@ pub async fn serve(
         .borrow_mut()
         .observe_duration(Hist::RoutingDecision, service, started.elapsed());
 
-    let refuse = |buf: &[u8],
-                  status: (u16, &'static str),
-                  ldap_code: u8,
-                  kind: RejectKind,
-                  why: &'static str| {
+    let refuse = |buf: &[u8], failure: Failure| {
+        let (status, ldap_code, kind, why) = failure.answer();
         ctx.reject(&d, kind, why);
         refusal_answer(&refusal, buf, status, ldap_code, why)
     };
+    // Answer, count, log and close: the first message was parsed, the route failed.
+    macro_rules! give_up {
+        ($failure:expr) => {{
+            let answer = refuse(&buf, $failure);
+            answer_and_close(&mut client, &answer).await;
+            return;
+        }};
+    }
 
     let Some((host, to)) = snapshot.rules.route_domain(rules_service(service), &key) else {
-        let answer = refuse(
-            &buf,
-            (403, "Forbidden"),
-            ldap::result_code::UNWILLING_TO_PERFORM,
-            RejectKind::NoHost,
-            "no such host",
-        );
-        answer_and_close(&mut client, &answer).await;
-        return;
+        give_up!(Failure::NoHost);
     };
     let mut cert_names = cert_names;
     let trusted_cert = identity.as_ref().is_some_and(|id| id.trusted);
@@ -598,15 +650,7 @@ pub async fn serve(
     }
     let certificate_ok = certificate_matches(identity.as_ref(), &cert_names);
     let Some(leg) = choose_leg(to, client.is_tls(), certificate_ok) else {
-        let answer = refuse(
-            &buf,
-            (403, "Forbidden"),
-            ldap::result_code::UNWILLING_TO_PERFORM,
-            RejectKind::NoRule,
-            "rule has no port",
-        );
-        answer_and_close(&mut client, &answer).await;
-        return;
+        give_up!(Failure::NoPort);
     };
 
     // Connect to the target.
@@ -614,26 +658,10 @@ pub async fn serve(
     let target = match within(proxy.connect_timeout, TcpStream::connect(leg.addr)).await {
         Some(Ok(s)) => s,
         Some(Err(_)) => {
-            let answer = refuse(
-                &buf,
-                (502, "Bad Gateway"),
-                ldap::result_code::UNAVAILABLE,
-                RejectKind::TargetRefused,
-                "target refused the connection",
-            );
-            answer_and_close(&mut client, &answer).await;
-            return;
+            give_up!(Failure::Refused);
         }
         None => {
-            let answer = refuse(
-                &buf,
-                (504, "Server Time-out"),
-                ldap::result_code::UNAVAILABLE,
-                RejectKind::TargetTimeout,
-                "target did not answer in time",
-            );
-            answer_and_close(&mut client, &answer).await;
-            return;
+            give_up!(Failure::Timeout);
         }
     };
     let _ = target.set_nodelay(true);
@@ -648,15 +676,7 @@ pub async fn serve(
         {
             Some(Ok(s)) => Conn::TlsClient(Box::new(s)),
             _ => {
-                let answer = refuse(
-                    &buf,
-                    (502, "Bad Gateway"),
-                    ldap::result_code::UNAVAILABLE,
-                    RejectKind::TargetError,
-                    "TLS to target failed",
-                );
-                answer_and_close(&mut client, &answer).await;
-                return;
+                give_up!(Failure::TlsFailed);
             }
         }
     } else {
@@ -689,15 +709,7 @@ pub async fn serve(
         Err(e) => Err(e),
     };
     let Ok(sent) = flushed else {
-        let answer = refuse(
-            &buf,
-            (502, "Bad Gateway"),
-            ldap::result_code::UNAVAILABLE,
-            RejectKind::TargetError,
-            "target closed the connection",
-        );
-        answer_and_close(&mut client, &answer).await;
-        return;
+        give_up!(Failure::Closed);
     };
     ctx.forwarded(&d, &host.name, leg.addr, true);
     let idle = proxy.idle_timeout;

@@ -34,6 +34,8 @@ use portico_control::metrics::{Direction, Hist, RejectKind};
 /// Target connections kept per client connection.
 const MAX_TARGETS: usize = 8;
 const READ_CHUNK: usize = 16 * 1024;
+/// Bytes read at a time while a head is buffered (requests and responses).
+const HEAD_READ: usize = 4096;
 /// Count `n` bytes relayed client → target.
 fn up(ctx: &ShardCtx, service: Service, n: usize) {
     ctx.metrics
@@ -160,10 +162,10 @@ pub async fn serve(
         peer,
         scheme,
         client,
-        buf: Vec::with_capacity(4096),
+        buf: Vec::new(),
         targets: Vec::new(),
         head_out: Vec::with_capacity(1024),
-        scratch: vec![0; READ_CHUNK],
+        scratch: Vec::new(),
         client_ip: peer.ip().to_string(),
         request_started: Instant::now(),
     };
@@ -171,7 +173,10 @@ pub async fn serve(
     loop {
         match s.exchange(first).await {
             Next::KeepAlive if s.ctx.draining() => break,
-            Next::KeepAlive => first = false,
+            Next::KeepAlive => {
+                first = false;
+                s.release_idle_buffers();
+            }
             Next::Close => break,
             Next::Tunnel(i) => {
                 let idle = s.ctx.shared.rules().config.proxy.idle_timeout;
@@ -193,6 +198,20 @@ pub async fn serve(
 }
 
 impl Session {
+    /// Between requests: give back the body buffer and oversized head buffers, so an
+    /// idle keep-alive connection costs little memory.
+    fn release_idle_buffers(&mut self) {
+        self.scratch = Vec::new();
+        if self.buf.capacity() > 2 * HEAD_READ {
+            self.buf.shrink_to(HEAD_READ);
+        }
+        for t in &mut self.targets {
+            if t.buf.capacity() > 2 * HEAD_READ {
+                t.buf.shrink_to(HEAD_READ);
+            }
+        }
+    }
+
     fn source(&self) -> IpAddr {
         self.peer.ip()
     }
@@ -223,13 +242,14 @@ impl Session {
                 Some(d) => d.saturating_duration_since(Instant::now()),
                 None => cfg.proxy.idle_timeout,
             };
-            // Reads go into the scratch buffer (allocated once) and are appended:
-            // no zero-filling of a fresh read area per read.
+            // Heads are read straight into `buf` (a small zero-filled tail), so an idle
+            // keep-alive connection holds no large read buffer.
             let start_len = self.buf.len();
+            self.buf.resize(start_len + HEAD_READ, 0);
             let read = if start_len == 0 {
                 // Idle between requests: a drain closes the connection now.
                 let ctx = self.ctx.clone();
-                let read = within(wait, self.client.read(&mut self.scratch));
+                let read = within(wait, self.client.read(&mut self.buf[start_len..]));
                 match futures_lite::future::or(async { Some(read.await) }, async {
                     ctx.drain_started().await;
                     None
@@ -237,18 +257,24 @@ impl Session {
                 .await
                 {
                     Some(r) => r,
-                    None => return Err(HeadEnd::Quiet),
+                    None => {
+                        self.buf.truncate(start_len);
+                        return Err(HeadEnd::Quiet);
+                    }
                 }
             } else {
-                within(wait, self.client.read(&mut self.scratch)).await
+                within(wait, self.client.read(&mut self.buf[start_len..])).await
             };
+            let got = match &read {
+                Some(Ok(n)) => *n,
+                _ => 0,
+            };
+            self.buf.truncate(start_len + got.min(HEAD_READ));
             match read {
                 Some(Ok(n)) if n > 0 => {
                     if start_len == 0 {
                         self.request_started = Instant::now();
                     }
-                    self.buf
-                        .extend_from_slice(&self.scratch[..n.min(self.scratch.len())]);
                 }
                 Some(_) => {
                     // EOF or error from the client.
@@ -596,6 +622,9 @@ impl Session {
         framing: BodyFraming,
         idle: std::time::Duration,
     ) -> Result<(), Option<Refusal>> {
+        if framing != BodyFraming::None {
+            self.scratch.resize(READ_CHUNK, 0);
+        }
         let Some(t) = self.targets.get_mut(index) else {
             return Err(None);
         };
@@ -698,8 +727,15 @@ impl Session {
                 }
             }
             let start = t.buf.len();
-            match until(deadline, t.conn.read(&mut self.scratch)).await {
-                Some(Ok(n)) if n > 0 => t.buf.extend_from_slice(&self.scratch[..n.min(READ_CHUNK)]),
+            t.buf.resize(start + HEAD_READ, 0);
+            let read = until(deadline, t.conn.read(&mut t.buf[start..])).await;
+            let got = match &read {
+                Some(Ok(n)) => *n,
+                _ => 0,
+            };
+            t.buf.truncate(start + got.min(HEAD_READ));
+            match read {
+                Some(Ok(n)) if n > 0 => {}
                 Some(_) => {
                     let reason = if start == 0 {
                         CLOSED_EARLY
@@ -747,6 +783,9 @@ impl Session {
         resp: &ResponseHead,
         idle: std::time::Duration,
     ) -> Result<(), ()> {
+        if resp.framing != BodyFraming::None {
+            self.scratch.resize(READ_CHUNK, 0);
+        }
         let (ctx, service) = (&self.ctx, self.service);
         let Some(t) = self.targets.get_mut(index) else {
             return Err(());

@@ -148,6 +148,10 @@ pub struct TurnConfig {
     pub listen_tls: Option<u16>,
     pub realm: String,
     pub relay_address: Option<IpAddr>,
+    /// `relay_address_v6` (portico extension): the IPv6 relayed address, for
+    /// REQUESTED-ADDRESS-FAMILY IPv6 and dual-stack (ADDITIONAL-ADDRESS-FAMILY)
+    /// allocations beside an IPv4 `relay_address`.
+    pub relay_address_v6: Option<IpAddr>,
     pub relay_ports: (u16, u16),
     pub allowed_peers: Vec<String>,
     pub allow_loopback_peers: bool,
@@ -399,6 +403,7 @@ struct RawTurn {
     listen_tls: Option<S<i64>>,
     realm: Option<S<String>>,
     relay_address: Option<S<String>>,
+    relay_address_v6: Option<S<String>>,
     relay_ports: Option<S<String>>,
     allowed_peers: Option<Vec<S<String>>>,
     allow_loopback_peers: Option<bool>,
@@ -1288,6 +1293,32 @@ impl<'a> Checker<'a> {
                 "write the address relayed candidates carry, e.g. relay_address = \"172.31.31.2\"",
             )
         });
+        let relay_address_v6 = r.relay_address_v6.as_ref().and_then(|v| {
+            let ip = self.ip(
+                v,
+                "turn.relay_address_v6",
+                "write the box's IPv6 address for relayed candidates, e.g. relay_address_v6 = \"2001:db8::2\"",
+            )?;
+            if !ip.is_ipv6() {
+                self.at(
+                    v,
+                    "turn.relay_address_v6",
+                    format!("relay_address_v6 \"{}\" is not an IPv6 address", v.get_ref()),
+                    "put the IPv4 relay address in relay_address and the IPv6 one here",
+                );
+                return None;
+            }
+            if relay_address.is_some_and(|a: IpAddr| a.is_ipv6()) {
+                self.at(
+                    v,
+                    "turn.relay_address_v6",
+                    "relay_address is already an IPv6 address".into(),
+                    "write the IPv4 relay address in relay_address, or drop relay_address_v6",
+                );
+                return None;
+            }
+            Some(ip)
+        });
         let relay_ports = match &r.relay_ports {
             None => (49152, 65535),
             Some(v) => match parse_port_range(v.get_ref()) {
@@ -1366,6 +1397,7 @@ impl<'a> Checker<'a> {
             listen_tls,
             realm,
             relay_address,
+            relay_address_v6,
             relay_ports,
             allowed_peers,
             allow_loopback_peers: r.allow_loopback_peers.unwrap_or(false),
@@ -1667,6 +1699,7 @@ fn example(field: &str) -> Option<String> {
         "turn" => "[turn] with realm = \"dvl-ckl2.net\", listen_udp = 3478, ...",
         "turn.realm" => "realm = \"dvl-ckl2.net\"",
         "turn.relay_address" => "relay_address = \"172.31.31.2\"",
+        "turn.relay_address_v6" => "relay_address_v6 = \"2001:db8::2\"",
         "turn.relay_ports" => "relay_ports = \"49152-65535\"",
         "turn.allowed_peers" => "allowed_peers = [\"172.31.31.0/24\"]",
         "turn.allow_loopback_peers" => "allow_loopback_peers = false",
@@ -2166,6 +2199,29 @@ mod tests {
         );
         let e = one("[turn]\nlisten_udp = 3478\n");
         assert_eq!((e.line, e.field.as_str()), (Some(1), "turn.realm"));
+    }
+
+    #[test]
+    fn turn_relay_address_v6() {
+        let turn = "[turn]\nrealm = \"example.net\"\n";
+        let t = ok(&format!(
+            "{turn}relay_address = \"172.31.31.2\"\nrelay_address_v6 = \"2001:db8::2\"\n"
+        ))
+        .turn
+        .unwrap();
+        assert_eq!(t.relay_address_v6, Some("2001:db8::2".parse().unwrap()));
+        let e = one(&format!("{turn}relay_address_v6 = \"10.0.0.1\"\n"));
+        assert_eq!(
+            (e.line, e.field.as_str()),
+            (Some(3), "turn.relay_address_v6")
+        );
+        let e = one(&format!(
+            "{turn}relay_address = \"2001:db8::1\"\nrelay_address_v6 = \"2001:db8::2\"\n"
+        ));
+        assert_eq!(
+            (e.line, e.field.as_str()),
+            (Some(4), "turn.relay_address_v6")
+        );
     }
 
     #[test]

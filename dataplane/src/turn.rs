@@ -106,10 +106,11 @@ fn interface_addresses() -> Vec<IpAddr> {
 pub fn turn_config(config: &Config) -> Option<TurnConfig> {
     let t = config.turn.as_ref()?;
     let mut c = TurnConfig::new(t.realm.clone());
-    match t.relay_address {
-        Some(IpAddr::V4(v4)) => c.relay_v4 = Some(v4),
-        Some(IpAddr::V6(v6)) => c.relay_v6 = Some(v6),
-        None => {}
+    for address in [t.relay_address, t.relay_address_v6].into_iter().flatten() {
+        match address {
+            IpAddr::V4(v4) => c.relay_v4 = Some(v4),
+            IpAddr::V6(v6) => c.relay_v6 = Some(v6),
+        }
     }
     c.relay_ports = PortRange {
         first: t.relay_ports.0,

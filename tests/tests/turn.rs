@@ -1112,3 +1112,84 @@ fn hand_made_client_sees_wrong_credentials() {
         "a wrong password gets 401"
     );
 }
+
+// ---------------------------------------------------------------------------------
+// IPv6 relayed addresses (`relay_address_v6`)
+// ---------------------------------------------------------------------------------
+
+#[test]
+fn relay_address_v6_serves_ipv6_allocations_to_an_ipv4_client() {
+    let mut site = TurnSite::new(23800);
+    site.allowed_peers = vec!["127.0.0.0/8".into(), "::1/128".into()];
+    let scratch = Scratch::new();
+    let toml = site.to_toml().replace(
+        "relay_address = \"127.0.0.1\"\n",
+        "relay_address = \"127.0.0.1\"\nrelay_address_v6 = \"::1\"\n",
+    );
+    assert!(
+        toml.contains("relay_address_v6"),
+        "the config carries the IPv6 relay address"
+    );
+    let config = scratch.write("portico.toml", toml);
+    let portico = Portico::start(
+        &config,
+        &["--shards", "2"],
+        &[
+            portico_tests::binary::Ready::Tcp(site.http_port),
+            portico_tests::binary::Ready::Tcp(site.port),
+        ],
+    );
+    // A peer on ::1 (turnutils_peer echoes on the port and the next).
+    let peer_port = portico_tests::turn::free_udp_pair();
+    let mut peer = std::process::Command::new("turnutils_peer")
+        .args(["-p", &peer_port.to_string(), "-L", "::1"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn turnutils_peer");
+    std::thread::sleep(Duration::from_millis(300));
+    // `-x`: REQUESTED-ADDRESS-FAMILY IPv6.
+    let args = [
+        "-x",
+        "-p",
+        &site.port.to_string(),
+        "-e",
+        "::1",
+        "-r",
+        &peer_port.to_string(),
+        "-u",
+        USER,
+        "-w",
+        PASSWORD,
+        "-n",
+        "30",
+        "-m",
+        "2",
+        "-l",
+        "170",
+    ];
+    let run = uclient(&args, Duration::from_secs(60));
+    let _ = peer.kill();
+    let _ = peer.wait();
+    let text = format!("{}{}", run.stdout_text(), run.stderr);
+    assert_eq!(run.code(), Some(0), "turnutils_uclient -x failed:\n{text}");
+    let report = UclientReport::parse(&text);
+    assert_eq!(
+        report.lost.map(|(n, _)| n),
+        Some(0),
+        "no datagram lost:\n{text}"
+    );
+    // Every relayed address uclient printed is the IPv6 one (its parser may not
+    // list IPv6 forms; portico's log line below is the check that always holds).
+    for relay in &report.relays {
+        assert_eq!(
+            relay.ip(),
+            IpAddr::V6(Ipv6Addr::LOCALHOST),
+            "an IPv6 relayed address: {relay}"
+        );
+    }
+    portico
+        .wait_log(Duration::from_secs(5), |l| l.contains("relay [::1]:"))
+        .expect("the allocation log line names the IPv6 relay");
+}

@@ -612,9 +612,10 @@ async fn stream_session(shard: Rc<TurnShard>, conn: Conn, five: FiveTuple) {
         loop {
             match frame_len(&buf) {
                 Sniff::Done(len) => {
-                    let action = shard.handle_client(five, buf.get(..len).unwrap_or_default());
-                    let frame: Vec<u8> = buf.drain(..len).collect();
-                    shard.client_action(action, five, &frame).await;
+                    let frame = buf.get(..len).unwrap_or_default();
+                    let action = shard.handle_client(five, frame);
+                    shard.client_action(action, five, frame).await;
+                    buf.drain(..len.min(buf.len()));
                 }
                 Sniff::Incomplete => break,
                 Sniff::Reject(_) => break 'session,

@@ -217,12 +217,11 @@ pub async fn run(init: ShardInit) {
         drain: event_listener::Event::new(),
     });
     let listeners: RefCell<HashMap<Endpoint, Task<()>>> = RefCell::new(HashMap::new());
-    let turn = init.turn.map(|turn| {
+    let mut turn = init.turn.map(|turn| {
         let shard = crate::turn::TurnShard::new(ctx.clone(), turn.config, turn.secret, ctx.index);
         let tasks = shard.start(turn.sockets);
         (shard, tasks)
     });
-    let mut turn = turn;
     let reporter = {
         let ctx = ctx.clone();
         glommio::spawn_local(async move {

@@ -31,8 +31,43 @@ use std::time::{Duration, Instant};
 
 /// A port on 127.0.0.1 that was free a moment ago (bound to port 0, then released).
 pub fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-    listener.local_addr().expect("local_addr").port()
+    next_free_ports(1)
+}
+
+/// The first of `count` consecutive ports on 127.0.0.1 free for both TCP and UDP.
+///
+/// Ports come from 10000–20999, outside the kernel's ephemeral range (32768–60999 by
+/// default): an outgoing connection of a test running in parallel can then never take
+/// a port between this check and portico's bind (it did, with ports from `bind(:0)`).
+/// A process-wide counter, started at an offset from the pid, never hands the same
+/// port out twice in one test process.
+pub fn next_free_ports(count: u16) -> u16 {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const FIRST: u32 = 10_000;
+    const SPAN: u32 = 11_000;
+    static NEXT: AtomicU32 = AtomicU32::new(u32::MAX);
+    let _ = NEXT.compare_exchange(
+        u32::MAX,
+        std::process::id().wrapping_mul(7919) % SPAN,
+        Ordering::SeqCst,
+        Ordering::SeqCst,
+    );
+    for _ in 0..SPAN {
+        let start = NEXT.fetch_add(u32::from(count), Ordering::SeqCst) % SPAN;
+        if start + u32::from(count) > SPAN {
+            continue;
+        }
+        let first = (FIRST + start) as u16;
+        let free = (0..count).all(|i| {
+            let port = first + i;
+            TcpListener::bind(("127.0.0.1", port)).is_ok()
+                && std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok()
+        });
+        if free {
+            return first;
+        }
+    }
+    panic!("no free port in 10000-20999 on 127.0.0.1");
 }
 
 /// Polls `probe` every 25 ms until it returns `Some`, or `limit` has passed.

@@ -10,7 +10,7 @@
 //! its own peers, so the tests run in parallel. Every command has a time limit.
 
 use std::io::ErrorKind;
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, UdpSocket};
+use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -33,38 +33,14 @@ pub const SECRET: &str = "northwind";
 
 const LOOPBACK: Ipv4Addr = Ipv4Addr::LOCALHOST;
 
-/// A port on 127.0.0.1 that was free for both UDP and TCP a moment ago (TURN listens on
-/// the same number for both).
+/// A port on 127.0.0.1 free for both UDP and TCP (`listen_udp` = `listen_tcp`).
 pub fn free_udp_tcp_port() -> u16 {
-    for _ in 0..200 {
-        let Ok(udp) = UdpSocket::bind((LOOPBACK, 0)) else {
-            continue;
-        };
-        let Ok(addr) = udp.local_addr() else { continue };
-        if TcpListener::bind(addr).is_ok() {
-            return addr.port();
-        }
-    }
-    panic!("no port free for both UDP and TCP on 127.0.0.1");
+    crate::next_free_ports(1)
 }
 
 /// A UDP port `q` on 127.0.0.1 with `q + 1` free too (`turnutils_peer -p q` binds both).
 pub fn free_udp_pair() -> u16 {
-    for _ in 0..200 {
-        let Ok(first) = UdpSocket::bind((LOOPBACK, 0)) else {
-            continue;
-        };
-        let Ok(addr) = first.local_addr() else {
-            continue;
-        };
-        let Some(next) = addr.port().checked_add(1) else {
-            continue;
-        };
-        if UdpSocket::bind((LOOPBACK, next)).is_ok() {
-            return addr.port();
-        }
-    }
-    panic!("no pair of consecutive free UDP ports on 127.0.0.1");
+    crate::next_free_ports(2)
 }
 
 /// One test's `[turn]` config and the ports it listens on.

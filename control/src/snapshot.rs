@@ -44,6 +44,12 @@ impl Shared {
         self.rules.load_full()
     }
 
+    /// The current rules for a quick look that is not held across an await (a log
+    /// switch, a timeout): no reference count is taken.
+    pub fn peek_rules(&self) -> arc_swap::Guard<Arc<RuleSnapshot>> {
+        self.rules.load()
+    }
+
     /// The current blacklist, for the check at accept.
     pub fn blacklist(&self) -> arc_swap::Guard<Arc<Blacklist>> {
         self.blacklist.load()

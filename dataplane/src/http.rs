@@ -179,7 +179,7 @@ pub async fn serve(
             }
             Next::Close => break,
             Next::Tunnel(i) => {
-                let idle = s.ctx.shared.rules().config.proxy.idle_timeout;
+                let idle = s.ctx.shared.peek_rules().config.proxy.idle_timeout;
                 let target = s.targets.swap_remove(i);
                 let ctx = s.ctx.clone();
                 ctx.metrics.borrow_mut().tunnel_open(service);
@@ -218,9 +218,13 @@ impl Session {
 
     /// Read until a complete request head is buffered; the deadline is the header
     /// timeout from the first byte (or from the start, on the first request).
-    async fn read_head(&mut self, first: bool, limits: &Limits) -> Result<RequestHead, HeadEnd> {
-        let cfg = self.ctx.shared.rules().config.clone();
-        let header_timeout = cfg.proxy.header_timeout;
+    async fn read_head(
+        &mut self,
+        first: bool,
+        limits: &Limits,
+        header_timeout: std::time::Duration,
+        idle_timeout: std::time::Duration,
+    ) -> Result<RequestHead, HeadEnd> {
         let mut deadline = first.then(|| Instant::now() + header_timeout);
         loop {
             if !self.buf.is_empty() {
@@ -240,7 +244,7 @@ impl Session {
             }
             let wait = match deadline {
                 Some(d) => d.saturating_duration_since(Instant::now()),
-                None => cfg.proxy.idle_timeout,
+                None => idle_timeout,
             };
             // Heads are read straight into `buf` (a small zero-filled tail), so an idle
             // keep-alive connection holds no large read buffer.
@@ -356,7 +360,10 @@ impl Session {
             max_head: proxy.header_limit,
             ..Limits::default()
         };
-        let head = match self.read_head(first, &limits).await {
+        let head = match self
+            .read_head(first, &limits, proxy.header_timeout, proxy.idle_timeout)
+            .await
+        {
             Ok(h) => h,
             Err(HeadEnd::Quiet) => return Next::Close,
             Err(HeadEnd::Refuse(r)) => return self.refuse(r, "", "").await,

@@ -102,7 +102,7 @@ impl ShardCtx {
     pub fn reject(&self, d: &Decision<'_>, kind: RejectKind, reason: &str) {
         self.metrics.borrow_mut().rejected(d.service, kind);
         self.send(Event::Reject { source: d.source });
-        if self.shared.rules().config.proxy.log_rejected {
+        if self.shared.peek_rules().config.proxy.log_rejected {
             self.send(Event::Log(Box::new(d.record(Outcome::Rejected {
                 reason: reason.to_string(),
             }))));
@@ -119,7 +119,7 @@ impl ShardCtx {
         new_connection: bool,
     ) {
         self.metrics.borrow_mut().forwarded(d.service, host, target);
-        if self.shared.rules().config.proxy.log_forwarded {
+        if self.shared.peek_rules().config.proxy.log_forwarded {
             self.send(Event::Log(Box::new(d.record(Outcome::Forwarded {
                 target,
                 new_connection,
@@ -421,7 +421,7 @@ async fn accept_tls(
     scheme: &'static str,
     client_auth: bool,
 ) -> Option<futures_rustls::server::TlsStream<TcpStream>> {
-    let timeout = ctx.shared.rules().config.proxy.header_timeout;
+    let timeout = ctx.shared.peek_rules().config.proxy.header_timeout;
     let decision = Decision {
         service,
         conn_id,

@@ -7,6 +7,7 @@
 //! - [`relay`]: tunnels after routing: splice for plain↔plain, copy through TLS.
 //! - [`routed`]: SIP/SIPS and LDAP/LDAPS, routed once on the first message.
 //! - [`turn`]: the STUN/TURN server's sockets and timers around the sans-I/O core.
+//! - [`udp_batch`]: recvmmsg/sendmmsg for the TURN data path.
 //! - [`runtime`]: starting the control thread and the shards from a config.
 //! - [`demo`]: the stand-in targets for `portico demo`.
 //!
@@ -24,3 +25,4 @@ pub mod shard;
 pub mod time;
 pub mod tls;
 pub mod turn;
+pub mod udp_batch;

@@ -211,11 +211,14 @@ pub enum DropReason {
     RateLimited,
     /// The answer could not be written (a peer datagram too large for a Data indication).
     TooLarge,
+    /// The kernel did not take the datagram (the socket's send buffer is full, or the
+    /// send failed): counted by the I/O layer, which never waits on one slow socket.
+    SendFailed,
 }
 
 impl DropReason {
     /// Every reason, in counter order.
-    pub const ALL: [DropReason; 12] = [
+    pub const ALL: [DropReason; 13] = [
         DropReason::Malformed,
         DropReason::BadFingerprint,
         DropReason::Unexpected,
@@ -228,6 +231,7 @@ impl DropReason {
         DropReason::Bandwidth,
         DropReason::RateLimited,
         DropReason::TooLarge,
+        DropReason::SendFailed,
     ];
 
     /// The position in [`DropReason::ALL`].
@@ -245,6 +249,7 @@ impl DropReason {
             DropReason::Bandwidth => 9,
             DropReason::RateLimited => 10,
             DropReason::TooLarge => 11,
+            DropReason::SendFailed => 12,
         }
     }
 
@@ -263,6 +268,7 @@ impl DropReason {
             DropReason::Bandwidth => "bandwidth",
             DropReason::RateLimited => "rate_limited",
             DropReason::TooLarge => "too_large",
+            DropReason::SendFailed => "send_failed",
         }
     }
 }

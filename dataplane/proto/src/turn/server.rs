@@ -192,6 +192,14 @@ impl TurnServer {
         &self.counters
     }
 
+    /// Count packets the I/O layer dropped after the core handed them on (a full send
+    /// buffer): one set of counters for everything the server drops.
+    pub fn count_io_drops(&mut self, reason: DropReason, packets: u64) {
+        if let Some(c) = self.counters.dropped.get_mut(reason.index()) {
+            *c += packets;
+        }
+    }
+
     /// Allocations now.
     pub fn allocation_count(&self) -> usize {
         self.by_five.len()

@@ -27,6 +27,35 @@ impl Conn {
     pub fn is_tls(&self) -> bool {
         !matches!(self, Conn::Plain(_))
     }
+
+    /// Wait until a read would not block, without a read buffer: an idle connection
+    /// then holds none. TLS first looks at what rustls already holds (plaintext, a
+    /// complete record, the peer's close_notify, an error), which the socket would
+    /// not announce again; otherwise the socket's readiness poll (no buffer: a
+    /// glommio patch, dataplane/vendor/glommio/PORTICO-PATCH.md). A closed
+    /// socket or an error is "readable" too: the read that follows reports it.
+    pub async fn readable(&mut self) {
+        let buffered = match self {
+            Conn::Plain(_) => false,
+            Conn::TlsServer(s) => tls_has_input(s.get_mut().1.process_new_packets()),
+            Conn::TlsClient(s) => tls_has_input(s.get_mut().1.process_new_packets()),
+        };
+        if !buffered {
+            let tcp = match self {
+                Conn::Plain(s) => s,
+                Conn::TlsServer(s) => s.get_mut().0,
+                Conn::TlsClient(s) => s.get_mut().0,
+            };
+            let _ = tcp.readable().await;
+        }
+    }
+}
+
+fn tls_has_input(state: Result<rustls::IoState, rustls::Error>) -> bool {
+    match state {
+        Ok(state) => state.plaintext_bytes_to_read() > 0 || state.peer_has_closed(),
+        Err(_) => true,
+    }
 }
 
 macro_rules! delegate {

@@ -115,7 +115,7 @@ struct Target {
     buf: Vec<u8>,
 }
 
-struct Session {
+pub struct Session {
     ctx: Rc<ShardCtx>,
     service: Service,
     conn_id: u64,
@@ -164,7 +164,7 @@ pub async fn serve(
         client,
         buf: Vec::new(),
         targets: Vec::new(),
-        head_out: Vec::with_capacity(1024),
+        head_out: Vec::new(),
         scratch: Vec::new(),
         client_ip: peer.ip().to_string(),
         request_started: Instant::now(),
@@ -183,7 +183,8 @@ pub async fn serve(
                 let target = s.targets.swap_remove(i);
                 let ctx = s.ctx.clone();
                 ctx.metrics.borrow_mut().tunnel_open(service);
-                let moved = crate::relay::tunnel(s.client, target.conn, idle).await;
+                // Boxed: the relay's state is only paid for by tunnels.
+                let moved = Box::pin(crate::relay::tunnel(s.client, target.conn, idle)).await;
                 let mut m = ctx.metrics.borrow_mut();
                 m.tunnel_close(service);
                 if let Ok(moved) = moved {
@@ -197,18 +198,25 @@ pub async fn serve(
     let _ = s.client.close().await;
 }
 
+/// An empty buffer is given back whole (the next head gets a fresh one once bytes
+/// are there); one holding pipelined bytes keeps at most a head's worth of room.
+fn release(buf: &mut Vec<u8>) {
+    if buf.is_empty() {
+        *buf = Vec::new();
+    } else if buf.capacity() > 2 * HEAD_READ {
+        buf.shrink_to(HEAD_READ);
+    }
+}
+
 impl Session {
     /// Between requests: give back the body buffer and oversized head buffers, so an
     /// idle keep-alive connection costs little memory.
     fn release_idle_buffers(&mut self) {
         self.scratch = Vec::new();
-        if self.buf.capacity() > 2 * HEAD_READ {
-            self.buf.shrink_to(HEAD_READ);
-        }
+        self.head_out = Vec::new();
+        release(&mut self.buf);
         for t in &mut self.targets {
-            if t.buf.capacity() > 2 * HEAD_READ {
-                t.buf.shrink_to(HEAD_READ);
-            }
+            release(&mut t.buf);
         }
     }
 
@@ -246,27 +254,31 @@ impl Session {
                 Some(d) => d.saturating_duration_since(Instant::now()),
                 None => idle_timeout,
             };
-            // Heads are read straight into `buf` (a small zero-filled tail), so an idle
-            // keep-alive connection holds no large read buffer.
+            // Heads are read straight into `buf` (a small zero-filled tail). Between
+            // requests the connection first waits for a byte with no buffer at all,
+            // so an idle keep-alive connection holds none.
             let start_len = self.buf.len();
-            self.buf.resize(start_len + HEAD_READ, 0);
             let read = if start_len == 0 {
                 // Idle between requests: a drain closes the connection now.
                 let ctx = self.ctx.clone();
-                let read = within(wait, self.client.read(&mut self.buf[start_len..]));
-                match futures_lite::future::or(async { Some(read.await) }, async {
+                let client = &mut self.client;
+                let ready = within(wait, client.readable());
+                match futures_lite::future::or(async { Some(ready.await) }, async {
                     ctx.drain_started().await;
                     None
                 })
                 .await
                 {
-                    Some(r) => r,
-                    None => {
-                        self.buf.truncate(start_len);
-                        return Err(HeadEnd::Quiet);
+                    None => return Err(HeadEnd::Quiet),
+                    Some(None) => None,
+                    Some(Some(())) => {
+                        self.buf.resize(HEAD_READ, 0);
+                        // Bytes are there (or EOF): this read does not wait long.
+                        within(wait, self.client.read(&mut self.buf[..])).await
                     }
                 }
             } else {
+                self.buf.resize(start_len + HEAD_READ, 0);
                 within(wait, self.client.read(&mut self.buf[start_len..])).await
             };
             let got = match &read {

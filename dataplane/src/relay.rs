@@ -36,6 +36,8 @@ pub struct Moved {
 
 const PIPE_SIZE: usize = 64 * 1024;
 const COPY_BUF: usize = 16 * 1024;
+/// The copy buffer a tunnel starts with.
+const COPY_BUF_FIRST: usize = 2 * 1024;
 
 /// A pipe whose two ends close on drop.
 struct Pipe {
@@ -118,20 +120,18 @@ fn splice(from: RawFd, to: RawFd, len: usize) -> io::Result<Spliced> {
 
 /// One direction of a splice tunnel: `src` → pipe → `dst`.
 async fn splice_one_way(
-    src: &TcpStream,
+    src: &mut TcpStream,
     dst: &mut TcpStream,
     activity: &Cell<Instant>,
 ) -> io::Result<u64> {
     let pipe = Pipe::new()?;
     let (src_fd, dst_fd) = (src.as_raw_fd(), dst.as_raw_fd());
     let mut moved = 0u64;
-    let mut peek = [0u8; 1];
     let mut spill: Vec<u8> = Vec::new();
     loop {
-        // Readiness: park until data or EOF. The byte stays in the socket.
-        if src.peek(&mut peek).await? == 0 {
-            break;
-        }
+        // Readiness: park until data, EOF or an error, holding no buffer (the
+        // splice below tells which).
+        src.readable().await?;
         let mut in_pipe = match splice(src_fd, pipe.write.as_raw_fd(), PIPE_SIZE)? {
             Spliced::Bytes(n) => n,
             Spliced::WouldBlock => continue,
@@ -200,7 +200,11 @@ pub(crate) async fn idle_watch(activity: &Cell<Instant>, idle: Duration) {
 
 /// Relay two plain TCP streams with splice. Pending bytes already read from either
 /// side (e.g. after an upgrade) must have been written before calling this.
-pub async fn splice_tunnel(a: TcpStream, b: TcpStream, idle: Duration) -> io::Result<Moved> {
+pub async fn splice_tunnel(
+    mut a: TcpStream,
+    mut b: TcpStream,
+    idle: Duration,
+) -> io::Result<Moved> {
     set_nonblocking(a.as_raw_fd())?;
     set_nonblocking(b.as_raw_fd())?;
     let mut a_w = dup_stream(&a)?;
@@ -214,8 +218,8 @@ pub async fn splice_tunnel(a: TcpStream, b: TcpStream, idle: Duration) -> io::Re
         r
     };
     let both = futures_lite::future::zip(
-        async { fail_fast(splice_one_way(&a, &mut b_w, &activity).await) },
-        async { fail_fast(splice_one_way(&b, &mut a_w, &activity).await) },
+        async { fail_fast(splice_one_way(&mut a, &mut b_w, &activity).await) },
+        async { fail_fast(splice_one_way(&mut b, &mut a_w, &activity).await) },
     );
     let outcome = futures_lite::future::or(async { Some(both.await) }, async {
         idle_watch(&activity, idle).await;
@@ -236,12 +240,17 @@ async fn copy_one_way(
     mut to: impl futures_lite::AsyncWrite + Unpin,
     activity: &Cell<Instant>,
 ) -> io::Result<u64> {
-    let mut buf = vec![0u8; COPY_BUF];
+    // Small until a read fills it: an idle tunnel (a registered SIPS phone) holds
+    // little; bulk traffic gets the full buffer after its first full read.
+    let mut buf = vec![0u8; COPY_BUF_FIRST];
     let mut moved = 0u64;
     loop {
         let n = from.read(&mut buf).await?;
         if n == 0 {
             break;
+        }
+        if n == buf.len() && buf.len() < COPY_BUF {
+            buf.resize(COPY_BUF, 0);
         }
         activity.set(Instant::now());
         to.write_all(buf.get(..n).unwrap_or_default()).await?;

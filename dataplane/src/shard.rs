@@ -326,25 +326,37 @@ pub fn canonical_ip(ip: IpAddr) -> IpAddr {
     }
 }
 
+/// Each service's session is boxed: a connection's task then holds only the state
+/// of its own protocol (an idle HTTP keep-alive does not pay for the largest path).
 async fn serve(ctx: Rc<ShardCtx>, ep: Endpoint, stream: TcpStream, peer: SocketAddr) {
     let conn_id = ctx.next_conn_id();
     let service = ep.service;
     match service {
         Service::Http => {
-            crate::http::serve(ctx, service, conn_id, Conn::Plain(stream), peer, "http").await
+            Box::pin(crate::http::serve(
+                ctx,
+                service,
+                conn_id,
+                Conn::Plain(stream),
+                peer,
+                "http",
+            ))
+            .await
         }
         Service::Https => {
-            if let Some(tls) =
-                accept_tls(&ctx, service, conn_id, stream, peer, "https", false).await
+            if let Some(tls) = Box::pin(accept_tls(
+                &ctx, service, conn_id, stream, peer, "https", false,
+            ))
+            .await
             {
-                crate::http::serve(
+                Box::pin(crate::http::serve(
                     ctx,
                     service,
                     conn_id,
                     Conn::TlsServer(Box::new(tls)),
                     peer,
                     "https",
-                )
+                ))
                 .await
             }
         }
@@ -354,7 +366,7 @@ async fn serve(ctx: Rc<ShardCtx>, ep: Endpoint, stream: TcpStream, peer: SocketA
             } else {
                 "ldap"
             };
-            crate::routed::serve(
+            Box::pin(crate::routed::serve(
                 ctx,
                 service,
                 conn_id,
@@ -362,7 +374,7 @@ async fn serve(ctx: Rc<ShardCtx>, ep: Endpoint, stream: TcpStream, peer: SocketA
                 peer,
                 scheme,
                 None,
-            )
+            ))
             .await
         }
         Service::Sips | Service::Ldaps => {
@@ -371,8 +383,16 @@ async fn serve(ctx: Rc<ShardCtx>, ep: Endpoint, stream: TcpStream, peer: SocketA
             } else {
                 ("ldaps", false)
             };
-            if let Some(tls) =
-                accept_tls(&ctx, service, conn_id, stream, peer, scheme, client_auth).await
+            if let Some(tls) = Box::pin(accept_tls(
+                &ctx,
+                service,
+                conn_id,
+                stream,
+                peer,
+                scheme,
+                client_auth,
+            ))
+            .await
             {
                 let identity = if client_auth {
                     let set = ctx.tls.load();
@@ -381,11 +401,14 @@ async fn serve(ctx: Rc<ShardCtx>, ep: Endpoint, stream: TcpStream, peer: SocketA
                     None
                 };
                 let client = Conn::TlsServer(Box::new(tls));
-                crate::routed::serve(ctx, service, conn_id, client, peer, scheme, identity).await
+                Box::pin(crate::routed::serve(
+                    ctx, service, conn_id, client, peer, scheme, identity,
+                ))
+                .await
             }
         }
         Service::H323 => {
-            crate::routed::serve(
+            Box::pin(crate::routed::serve(
                 ctx,
                 service,
                 conn_id,
@@ -393,18 +416,24 @@ async fn serve(ctx: Rc<ShardCtx>, ep: Endpoint, stream: TcpStream, peer: SocketA
                 peer,
                 "h323",
                 None,
-            )
+            ))
             .await
         }
         Service::H323Tls => {
-            if let Some(tls) = accept_tls(&ctx, service, conn_id, stream, peer, "h323s", true).await
+            if let Some(tls) = Box::pin(accept_tls(
+                &ctx, service, conn_id, stream, peer, "h323s", true,
+            ))
+            .await
             {
                 let identity = {
                     let set = ctx.tls.load();
                     crate::tls::client_identity(tls.get_ref().1, set.client_trust.as_ref())
                 };
                 let client = Conn::TlsServer(Box::new(tls));
-                crate::routed::serve(ctx, service, conn_id, client, peer, "h323s", identity).await
+                Box::pin(crate::routed::serve(
+                    ctx, service, conn_id, client, peer, "h323s", identity,
+                ))
+                .await
             }
         }
     }

@@ -10,10 +10,10 @@
 //! the allocation), and a timer task for expiries. No locks and no cross-shard
 //! traffic per packet.
 //!
-//! UDP is batched: each socket's task waits for readiness (a 1-byte MSG_PEEK through
-//! io_uring), then drains the socket with nonblocking `recvmmsg` (32 datagrams a
-//! call) into the shard's one set of slots, hands each datagram to the core and sends
-//! the answers with one `sendmmsg` per run of the same outgoing socket
+//! UDP is batched: each socket's task waits for readiness (an io_uring poll, no
+//! buffer), then drains the socket with nonblocking `recvmmsg` (32 datagrams a call)
+//! into the shard's one set of slots, hands each datagram to the core and sends the
+//! answers with one `sendmmsg` per run of the same outgoing socket
 //! ([`crate::udp_batch`]). A peer datagram lands four bytes into its slot so the
 //! ChannelData header is written in front of it in place: no copy on either path.
 //! A send the kernel refuses is dropped and counted (`send_failed`), never waited for.
@@ -628,12 +628,11 @@ fn set_dont_fragment(fd: RawFd, v6: bool) {
     }
 }
 
-/// Wait until `socket` has a datagram queued: a 1-byte MSG_PEEK receive (glommio has
-/// no readiness call; it tries the syscall first, then waits in io_uring). Nothing
-/// is consumed; a truncated peek is fine.
+/// Wait until `socket` has a datagram queued: an io_uring poll with no buffer (a
+/// glommio patch, dataplane/vendor/glommio/PORTICO-PATCH.md), so an idle relay
+/// socket holds no receive buffer.
 async fn readable(socket: &UdpSocket) -> bool {
-    let mut probe = [0u8; 1];
-    socket.peek_from(&mut probe).await.is_ok()
+    socket.readable().await.is_ok()
 }
 
 async fn udp_loop(shard: Rc<TurnShard>, socket: Rc<UdpSocket>, local: SocketAddr) {

@@ -95,6 +95,17 @@ impl<S: AsRawFd + FromRawFd + From<socket2::Socket>> GlommioDatagram<S> {
         self.consume_receive_buffer(source, buf).await
     }
 
+    /// portico patch: waits until a datagram (or an error) is queued, with an
+    /// io_uring poll and no buffer; reads nothing.
+    pub(crate) async fn readable(&self) -> io::Result<()> {
+        let source = self
+            .reactor
+            .upgrade()
+            .unwrap()
+            .poll_read_ready(self.socket.as_raw_fd());
+        source.collect_rw().await.map(|_| ())
+    }
+
     pub(crate) async fn peek_from<T: SockaddrLike>(
         &self,
         buf: &mut [u8],

@@ -236,6 +236,28 @@ impl<S: AsRawFd> NonBufferedStream<S> {
         super::yolo_peek(self.stream.as_raw_fd(), buf)
     }
 
+    /// portico patch: ready when a read would not block (data, EOF or an error is
+    /// there), waiting on the same poll source as `poll_read`, with no buffer.
+    pub(crate) fn poll_readable(&mut self, cx: &Context<'_>) -> Poll<io::Result<()>> {
+        let reactor = self.reactor.upgrade().unwrap();
+        let no_pending_poll = self
+            .source_rx
+            .as_ref()
+            .map(|src| src.result().is_some())
+            .unwrap_or(true);
+        if no_pending_poll {
+            let mut probe = [0u8; 1];
+            if let Some(result) = super::yolo_peek(self.stream.as_raw_fd(), &mut probe) {
+                self.source_rx.take();
+                return Poll::Ready(result.map(|_| ()));
+            }
+            self.source_rx = Some(reactor.poll_read_ready(self.stream.as_raw_fd()));
+        }
+        let source = self.source_rx.as_ref().unwrap();
+        source.add_waiter_single(cx.waker());
+        Poll::Pending
+    }
+
     pub(crate) async fn peek(&self, buf: &mut [u8]) -> io::Result<usize> {
         let source = self.reactor.upgrade().unwrap().recv(
             self.stream.as_raw_fd(),
@@ -430,6 +452,14 @@ impl<S: AsRawFd, B: RxBuf> GlommioStream<S, B> {
             return Ok(pos);
         }
         self.stream.peek(buf).await
+    }
+
+    /// portico patch: see `NonBufferedStream::poll_readable`.
+    pub(crate) fn poll_readable(&mut self, cx: &Context<'_>) -> Poll<io::Result<()>> {
+        if !self.rx_buf.is_empty() || self.rx_done.get() {
+            return Poll::Ready(Ok(()));
+        }
+        self.stream.poll_readable(cx)
     }
 
     pub(crate) fn poll_read(

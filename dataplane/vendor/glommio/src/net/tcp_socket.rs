@@ -652,6 +652,13 @@ impl<B: RxBuf> TcpStream<B> {
         self.stream.peek(buf).await.map_err(Into::into)
     }
 
+    /// Waits until a read would not block (data, end of stream or an error is
+    /// there) without reading and without a buffer: the readiness poll `read` uses.
+    /// (portico patch: an idle connection then holds no receive buffer.)
+    pub async fn readable(&mut self) -> std::io::Result<()> {
+        std::future::poll_fn(|cx| self.stream.poll_readable(cx)).await
+    }
+
     /// Returns the socket address of the remote peer of this TCP connection.
     ///
     /// # Examples

@@ -500,7 +500,14 @@ impl UdpSocket {
         self.socket.peek(buf).await.map_err(Into::into)
     }
 
-    ///Receives a single datagram message on the socket, without removing it
+    /// Waits until a datagram (or an error) is queued, without reading it and
+    /// without a buffer: an io_uring poll. (portico patch: a socket waiting for
+    /// traffic then holds no receive buffer.)
+    pub async fn readable(&self) -> Result<()> {
+        self.socket.readable().await.map_err(Into::into)
+    }
+
+    /// Receives a single datagram message on the socket, without removing it
     /// from the queue. On success, returns the number of bytes read and the
     /// origin.
     ///

@@ -171,7 +171,13 @@ pub async fn serve(
     };
     let mut first = true;
     loop {
-        match s.exchange(first).await {
+        // Between requests the task waits here, in a small state: the exchange's
+        // own (several kB, for the target legs, TLS and bodies) is boxed per request
+        // and gone while the connection is idle.
+        if !first && s.buf.is_empty() && !s.wait_for_request().await {
+            break;
+        }
+        match Box::pin(s.exchange(first)).await {
             Next::KeepAlive if s.ctx.draining() => break,
             Next::KeepAlive => {
                 first = false;
@@ -218,6 +224,19 @@ impl Session {
         for t in &mut self.targets {
             release(&mut t.buf);
         }
+    }
+
+    /// Idle keep-alive: wait for the next request's first byte, with no buffer.
+    /// False when the idle timeout passed or a drain started (close quietly).
+    async fn wait_for_request(&mut self) -> bool {
+        let idle = self.ctx.shared.peek_rules().config.proxy.idle_timeout;
+        let ctx = self.ctx.clone();
+        let ready = within(idle, self.client.readable());
+        futures_lite::future::or(async { ready.await.is_some() }, async {
+            ctx.drain_started().await;
+            false
+        })
+        .await
     }
 
     fn source(&self) -> IpAddr {

@@ -3,8 +3,9 @@
 # one run: HTTP keep-alive (wrk and portico-bench), HTTP new connection, full TLS
 # handshakes (ECDSA P-256 and RSA-2048 server certificates), HTTPS keep-alive, tunnel
 # throughput (HTTP Upgrade, then relayed bytes), SIP REGISTER (new connection and
-# persistent), LDAP bind+search, and idle memory per connection. Prints one table of
-# medians and ratios.
+# persistent), LDAP bind+search, H.323 first-message routing (a committed H.225.0
+# vector per new connection, echoed back by the target), and idle memory per
+# connection. Prints one table of medians and ratios.
 #
 # Placement (this machine has 2 cores):
 #   CPU 0: the proxy under test — portico (1 shard) or HAProxy (nbthread 1); both are
@@ -19,8 +20,18 @@
 # `option splice-auto`, nbthread 1, maxconn 5000 (the open-file limit is 20000).
 # HTTPS is re-encrypted to a TLS target by both (portico sends an HTTPS request to the
 # rule's tls port; HAProxy `ssl verify none`; portico verifies nothing either without
-# target_ca). SIP and LDAP: HAProxy has no SIP From / LDAP bind-domain routing, so
-# its rows are a plain TCP-mode relay (a lower bound on the work, not the same work).
+# target_ca). SIP, LDAP and H.323: HAProxy has no SIP From / LDAP bind-domain /
+# H.323 gatekeeper-id routing, so its rows are a plain TCP-mode relay (a lower bound
+# on the work, not the same work).
+#
+# TURN rows (if coturn's turnserver is installed): portico's TURN server (a separate
+# `portico run --shards 1` with only [turn], fresh for the idle row) against coturn
+# (turnserver --relay-threads=1), both on CPU 0, same users and relay range sizes, in
+# the HAProxy column (ratios p÷coturn). `portico-bench turn`, channels over UDP to
+# `portico-bench target turn-peer` (a UDP echo on CPU 1): TURN_ALLOCATIONS
+# allocations from 4 loopback source addresses, 172-byte payloads, max rate (8
+# outstanding per allocation) and a fixed TURN_RATE (RTT from the scheduled send);
+# and idle allocations: VmRSS growth per allocation held open.
 #
 # Rounds alternate the systems within each scenario, rotating which goes first, so
 # slow drift on a shared machine hits all of them. Every process started here is
@@ -29,14 +40,18 @@
 # Usage: perf-scripts/compare.sh [--quick]
 # Environment (defaults): ROUNDS=3 DURATION=5 CONNECTIONS=50 WRK_THREADS=1
 #   IDLE_CONNECTIONS=2000 BASE_PORT=19100 OUT=(a new directory under /tmp)
+#   TURN_ALLOCATIONS=50 TURN_RATE=20000 IDLE_ALLOCATIONS=1000
+#   TURN_RELAY_PORTICO=40000-44999 TURN_RELAY_COTURN=45000-49999
 #   PORTICO=(built here) — a prebuilt portico binary to test instead
-# --quick: ROUNDS=1 DURATION=2 IDLE_CONNECTIONS=500 (a smoke test, < 3 minutes).
+# --quick: ROUNDS=1 DURATION=2 IDLE_CONNECTIONS=500 IDLE_ALLOCATIONS=200 (a smoke
+# test, < 3 minutes).
 set -euo pipefail
 
 if [ "${1:-}" = "--quick" ]; then
     ROUNDS=${ROUNDS:-1}
     DURATION=${DURATION:-2}
     IDLE_CONNECTIONS=${IDLE_CONNECTIONS:-500}
+    IDLE_ALLOCATIONS=${IDLE_ALLOCATIONS:-200}
     shift
 elif [ -n "${1:-}" ]; then
     sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'
@@ -48,6 +63,11 @@ CONNECTIONS=${CONNECTIONS:-50}
 WRK_THREADS=${WRK_THREADS:-1}
 IDLE_CONNECTIONS=${IDLE_CONNECTIONS:-2000}
 BASE_PORT=${BASE_PORT:-19100}
+TURN_ALLOCATIONS=${TURN_ALLOCATIONS:-50}
+TURN_RATE=${TURN_RATE:-20000}
+IDLE_ALLOCATIONS=${IDLE_ALLOCATIONS:-1000}
+TURN_RELAY_PORTICO=${TURN_RELAY_PORTICO:-40000-44999}
+TURN_RELAY_COTURN=${TURN_RELAY_COTURN:-45000-49999}
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
@@ -60,6 +80,8 @@ need taskset util-linux
 need ss iproute2
 need curl curl
 need python3 python3
+# coturn is optional: without it the TURN rows show portico alone.
+HAVE_COTURN=$(command -v turnserver >/dev/null && echo yes || true)
 
 if [ -z "${PORTICO:-}" ]; then
     cargo build --release -p portico-dataplane -p portico-bench
@@ -97,10 +119,20 @@ T_HTTP=$((P + 1)) T_TLS=$((P + 2)) T_UPGRADE=$((P + 3)) T_SIP=$((P + 4)) T_LDAP=
 PO_HTTP=$((P + 10)) PO_HTTPS=$((P + 11)) PO_SIP=$((P + 12)) PO_LDAP=$((P + 13))
 PR_HTTPS=$((P + 21))
 HA_HTTP=$((P + 30)) HA_HTTPS_EC=$((P + 31)) HA_HTTPS_RSA=$((P + 32)) HA_SIP=$((P + 33)) HA_LDAP=$((P + 34))
+# H.323: the echo target, portico's h323 listener, HAProxy's TCP relay.
+T_H323=$((P + 6)) PO_H323=$((P + 14)) HA_H323=$((P + 35))
 ALL_PORTS=($T_HTTP $T_TLS $T_UPGRADE $T_SIP $T_LDAP $PO_HTTP $PO_HTTPS $PO_SIP $PO_LDAP $PR_HTTPS
     $HA_HTTP $HA_HTTPS_EC $HA_HTTPS_RSA $HA_SIP $HA_LDAP)
+ALL_PORTS+=($T_H323 $PO_H323 $HA_H323)
+# TURN (UDP): the echo peer, portico's TURN server (and its HTTP port, which
+# wait_listening watches), coturn (UDP and TCP).
+T_TURN_PEER=$((P + 7)) PT_TURN=$((P + 16)) PT_HTTP=$((P + 17)) CO_TURN=$((P + 36))
+ALL_PORTS+=($PT_HTTP $CO_TURN)
 for port in "${ALL_PORTS[@]}"; do
     [ -z "$(ss -Hltn "sport = :$port")" ] || { echo "compare.sh: port $port is in use (set BASE_PORT)" >&2; exit 1; }
+done
+for port in $T_TURN_PEER $PT_TURN $CO_TURN; do
+    [ -z "$(ss -Huln "sport = :$port")" ] || { echo "compare.sh: UDP port $port is in use (set BASE_PORT)" >&2; exit 1; }
 done
 
 HOST=hq.bench.test
@@ -145,6 +177,10 @@ start target-tls "$T_TLS" 1 "$BENCH" target http --listen "127.0.0.1:$T_TLS" --n
 start target-upgrade "$T_UPGRADE" 1 "$BENCH" target upgrade --listen "127.0.0.1:$T_UPGRADE" --cpu 1
 start target-sip "$T_SIP" 1 "$BENCH" target sip --listen "127.0.0.1:$T_SIP" --cpu 1
 start target-ldap "$T_LDAP" 1 "$BENCH" target ldap --listen "127.0.0.1:$T_LDAP" --cpu 1
+echo "+ taskset -c 1 $BENCH target turn-peer --listen 127.0.0.1:$T_TURN_PEER --cpu 1" >>"$OUT/commands.txt"
+taskset -c 1 "$BENCH" target turn-peer --listen "127.0.0.1:$T_TURN_PEER" --cpu 1 >"$OUT/target-turn-peer.log" 2>&1 &
+PIDS+=($!)
+start target-h323 "$T_H323" 1 "$BENCH" target echo --listen "127.0.0.1:$T_H323" --cpu 1
 
 # --- the rules, once for portico and once for HAProxy.
 # (host, path, target tcp port, target tls port); path "" = every path.
@@ -174,6 +210,7 @@ https = $2
 EOF
         if [ -n "${5:-}" ]; then
             printf 'http = %s\nsip = %s\nldap = %s\n' "$PO_HTTP" "$PO_SIP" "$PO_LDAP"
+            printf 'h323 = %s\n' "$PO_H323"
         fi
         printf '\n[tls]\ncertificate = "%s"\nprivate_key = "%s"\n' "$3" "$4"
         local h last=""
@@ -195,6 +232,13 @@ name = "$SIPDOM"
 sip = { target = "127.0.0.1", tcp = $T_SIP }
 ldap = { target = "127.0.0.1", tcp = $T_LDAP }
 EOF
+        # H.323: the gatekeeper keys of the seed's hosts, which `portico-bench h323`'s
+        # default vectors carry; every one to the echo target (as in the seed,
+        # check_certificate: a client without a certificate goes to the tcp port).
+        for h in dvl-ckl2.net dvl-ckl2.net/hq dvl-ckl2.net/branch-b; do
+            printf '\n[[host]]\nname = "%s"\nh323 = { target = "127.0.0.1", tcp = %s, check_certificate = true }\n' \
+                "$h" "$T_H323"
+        done
     } >"$1"
 }
 
@@ -266,6 +310,11 @@ listen ldap
     mode tcp
     bind 127.0.0.1:$HA_LDAP
     server t 127.0.0.1:$T_LDAP
+# H.323: a plain TCP relay (no gatekeeper-id routing).
+listen h323
+    mode tcp
+    bind 127.0.0.1:$HA_H323
+    server t 127.0.0.1:$T_H323
 EOF
 }
 
@@ -281,6 +330,48 @@ start portico-rsa "$PR_HTTPS" 0 "$PORTICO" run --config "$OUT/portico-rsa.toml" 
 PORTICO_RSA_PID=${PIDS[-1]}
 start haproxy "$HA_HTTP" 0 haproxy -db -f "$OUT/haproxy.cfg"
 HAPROXY_PID=${PIDS[-1]}
+
+# TURN: portico with only [turn], and coturn; the same users (bench0..bench31 for the
+# load and the idle allocations, as portico allows 64 allocations per user and shard;
+# turn342823 for the check).
+TURN_USERS=32
+turn_users_toml='{ name = "turn342823", password = "ip411" }'
+COTURN_USERS=(--user=turn342823:ip411)
+for i in $(seq 0 $((TURN_USERS - 1))); do
+    turn_users_toml+=", { name = \"bench$i\", password = \"ip411\" }"
+    COTURN_USERS+=("--user=bench$i:ip411")
+done
+cat >"$OUT/portico-turn.toml" <<EOF
+[proxy]
+ipv6 = false
+blacklist_expiration_min = 0
+[proxy.listen]
+bind = ["127.0.0.1"]
+http = $PT_HTTP
+[turn]
+listen_udp = $PT_TURN
+realm = "dvl-ckl2.net"
+relay_address = "127.0.0.1"
+relay_ports = "$TURN_RELAY_PORTICO"
+allowed_peers = ["127.0.0.0/8"]
+allow_loopback_peers = true
+users = [ $turn_users_toml ]
+EOF
+start portico-turn "$PT_HTTP" 0 "$PORTICO" run --config "$OUT/portico-turn.toml" --shards 1
+PORTICO_TURN_PID=${PIDS[-1]}
+TURN_SYSTEMS=(portico-turn)
+if [ -n "$HAVE_COTURN" ]; then
+    start coturn "$CO_TURN" 0 turnserver -n --no-cli --no-tls --no-dtls --listening-ip=127.0.0.1 \
+        --listening-port="$CO_TURN" --relay-ip=127.0.0.1 --min-port="${TURN_RELAY_COTURN%-*}" \
+        --max-port="${TURN_RELAY_COTURN#*-}" --lt-cred-mech "${COTURN_USERS[@]}" --realm=dvl-ckl2.net \
+        --allow-loopback-peers --relay-threads=1 --log-file=stdout
+    COTURN_PID=${PIDS[-1]}
+    TURN_SYSTEMS+=(coturn)
+fi
+turn_port() { case $1 in portico-turn) echo "$PT_TURN" ;; coturn) echo "$CO_TURN" ;; esac; }
+turn_pid() { case $1 in portico-turn) echo "$PORTICO_TURN_PID" ;; coturn) echo "$COTURN_PID" ;; esac; }
+TURN_ARGS=(--peer "127.0.0.1:$T_TURN_PEER" --password ip411)
+TURN_LOAD=(--user bench --users "$TURN_USERS" --source 127.0.0.2 --sources 4 --allocations "$TURN_ALLOCATIONS")
 
 # Every path answers 200 before anything is measured.
 check() { # url, name, [host header]
@@ -306,6 +397,32 @@ code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 -H "Host: $HOST" "htt
 [ "$code" = 403 ] || { echo "compare.sh: portico answered '$code' instead of 403 for /secret" >&2; exit 1; }
 code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 -H "Host: $HOST" "http://127.0.0.1:$HA_HTTP/secret" || true)
 [ "$code" = 403 ] || { echo "compare.sh: haproxy answered '$code' instead of 403 for /secret" >&2; exit 1; }
+# H.323: a short burst of the default vectors through each path, every one echoed whole.
+for pair in "$PO_H323:portico" "$HA_H323:haproxy" "$T_H323:the-echo-target"; do
+    port=${pair%%:*}
+    timeout 20 "$BENCH" h323 --connect "127.0.0.1:$port" --connections 1 --duration 0.3 --json \
+        >"$OUT/h323-check.json" 2>&1 || true
+    python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); sys.exit(0 if r["requests"] > 0 and r["error_total"] == 0 else 1)' \
+        "$OUT/h323-check.json" 2>/dev/null || {
+        echo "compare.sh: H.323 through ${pair#*:} (port $port) failed:" >&2
+        cat "$OUT/h323-check.json" >&2
+        tail -20 "$OUT/portico.log" >&2
+        exit 1
+    }
+done
+
+# TURN: a short burst relayed through each server, every datagram back.
+for s in "${TURN_SYSTEMS[@]}"; do
+    timeout 30 "$BENCH" turn --server "127.0.0.1:$(turn_port "$s")" "${TURN_ARGS[@]}" --user turn342823 \
+        --allocations 2 --rate 200 --duration 0.3 --json >"$OUT/turn-check.json" 2>&1 || true
+    python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); sys.exit(0 if r["received"] > 0 and r["lost"] == 0 and r["error_total"] == 0 else 1)' \
+        "$OUT/turn-check.json" 2>/dev/null || {
+        echo "compare.sh: TURN through $s failed:" >&2
+        cat "$OUT/turn-check.json" >&2
+        tail -20 "$OUT/$s.log" >&2
+        exit 1
+    }
+done
 
 # --- what ran where, and with what.
 rev=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')
@@ -316,9 +433,14 @@ dirty=$(git -C "$ROOT" status --porcelain 2>/dev/null | grep -q . && echo " (wor
     echo "load:      $(cut -d' ' -f1-3 /proc/loadavg) (1/5/15-min load average at start; the machine is shared)"
     echo "portico:   git $rev$dirty; binary $PORTICO_FROM"
     echo "haproxy:   $(haproxy -v | head -1)"
+    if [ -n "$HAVE_COTURN" ]; then
+        echo "coturn:    $(turnserver --version 2>&1 | head -1)"
+    else
+        echo "coturn:    not installed: the TURN rows show portico alone"
+    fi
     echo "wrk:       $(wrk -v 2>&1 | head -1 | cut -d' ' -f1-2)"
     echo "rustc:     $(rustc -V)"
-    echo "placement: CPU 0: portico (1 shard) / HAProxy (nbthread 1); CPU 1: load generator and targets"
+    echo "placement: CPU 0: portico (1 shard) / HAProxy (nbthread 1) / coturn (1 relay thread); CPU 1: load generator and targets"
     echo "settings:  rounds $ROUNDS, $DURATION s per run, $CONNECTIONS connections, wrk -t$WRK_THREADS; results in $OUT"
     echo
 } | tee "$OUT/header.txt"
@@ -346,7 +468,7 @@ b, a, hz = sys.argv[4], sys.argv[5], int(sys.argv[6])
 r["proxy_cpu_s"] = (int(a) - int(b)) / hz if b and a else None
 print(json.dumps(r))
 EOF
-    printf '  %-22s %-8s %s\n' "$name" "$system" "$(python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); print(("%.1f MB/s up, %.1f MB/s down" % (r["up_mb_s"], r["down_mb_s"])) if "up_mb_s" in r else ("%d/%d open, %.0f bytes/conn (VmRSS %d -> %d KiB)" % (r["connections_open"], r["connections_requested"], r["rss_per_connection_bytes"], r["rss_before_kib"], r["rss_after_kib"])) if "rss_per_connection_bytes" in r else ("%.0f /s  p50 %.0f µs  p99 %.0f µs  errors %d" % (r["rate"], r["latency_us"]["p50"], r["latency_us"]["p99"], r["error_total"])))' "$OUT/run.json")"
+    printf '  %-22s %-8s %s\n' "$name" "$system" "$(python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); print(("%d/%d allocations, %.0f bytes/alloc (VmRSS %d -> %d KiB)" % (r["allocations_ok"], r["connections"], r["rss_per_allocation_bytes"] or 0, r["rss_before_kib"] or 0, r["rss_after_kib"] or 0)) if r.get("idle") is True else ("%.0f dgram/s  loss %.3f%%  p50 %.0f µs  p99 %.0f µs  errors %d" % (r["rate"], r["loss_pct"], r["latency_us"]["p50"], r["latency_us"]["p99"], r["error_total"])) if "loss_pct" in r else ("%.1f MB/s up, %.1f MB/s down" % (r["up_mb_s"], r["down_mb_s"])) if "up_mb_s" in r else ("%d/%d open, %.0f bytes/conn (VmRSS %d -> %d KiB)" % (r["connections_open"], r["connections_requested"], r["rss_per_connection_bytes"], r["rss_before_kib"], r["rss_after_kib"])) if "rss_per_connection_bytes" in r else ("%.0f /s  p50 %.0f µs  p99 %.0f µs  errors %d" % (r["rate"], r["latency_us"]["p50"], r["latency_us"]["p99"], r["error_total"])))' "$OUT/run.json")"
 }
 
 run_wrk() { # system, url
@@ -375,6 +497,8 @@ cpu_ticks() { # system -> utime+stime of the proxy (empty for direct)
     case "$1" in
         portico) pid=$PORTICO_PID ;;
         portico-rsa) pid=$PORTICO_RSA_PID ;;
+        portico-turn) pid=$PORTICO_TURN_PID ;;
+        coturn) pid=$COTURN_PID ;;
         haproxy) pid=$HAPROXY_PID ;;
         *) return 0 ;;
     esac
@@ -406,6 +530,13 @@ bench idle-http haproxy "$BENCH" idle --url "http://$HOST$PATH_REQ" --connect "1
     --pid "$HAPROXY_PID" --connections "$IDLE_CONNECTIONS" --cpu 1
 bench idle-https haproxy "$BENCH" idle --url "https://$HOST$PATH_REQ" --connect "127.0.0.1:$HA_HTTPS_RSA" \
     --pid "$HAPROXY_PID" --connections "$IDLE_CONNECTIONS" --cpu 1
+echo "--- idle: $IDLE_ALLOCATIONS TURN allocations with a channel each, VmRSS growth of the server"
+for s in "${TURN_SYSTEMS[@]}"; do
+    # 20 source addresses: portico allows a burst of 64 401 challenges per client IP.
+    bench idle-turn "$s" "$BENCH" turn --server "127.0.0.1:$(turn_port "$s")" "${TURN_ARGS[@]}" --idle \
+        --pid "$(turn_pid "$s")" --allocations "$IDLE_ALLOCATIONS" --user bench --users "$TURN_USERS" \
+        --source 127.0.0.2 --sources 20 --cpu 1
+done
 sleep 1
 
 for round in $(seq 1 "$ROUNDS"); do
@@ -457,6 +588,19 @@ for round in $(seq 1 "$ROUNDS"); do
         bench ldap "$s" "$BENCH" ldap --connect "127.0.0.1:$port" --domain "$SIPDOM" \
             --connections "$C" --duration "$D" --cpu 1
     done
+    for s in $(rotate "$round" portico haproxy direct); do
+        case $s in portico) port=$PO_H323 ;; haproxy) port=$HA_H323 ;; direct) port=$T_H323 ;; esac
+        bench h323-newconn "$s" "$BENCH" h323 --connect "127.0.0.1:$port" \
+            --connections "$C" --duration "$D" --cpu 1
+    done
+    for s in $(rotate "$round" "${TURN_SYSTEMS[@]}"); do
+        bench turn-max "$s" "$BENCH" turn --server "127.0.0.1:$(turn_port "$s")" "${TURN_ARGS[@]}" \
+            "${TURN_LOAD[@]}" --duration "$D" --cpu 1
+    done
+    for s in $(rotate "$round" "${TURN_SYSTEMS[@]}"); do
+        bench turn-fixed "$s" "$BENCH" turn --server "127.0.0.1:$(turn_port "$s")" "${TURN_ARGS[@]}" \
+            "${TURN_LOAD[@]}" --rate "$TURN_RATE" --duration "$D" --cpu 1
+    done
 done
 
 echo
@@ -488,9 +632,15 @@ SCEN = [
     ("sip-newconn", "SIP REGISTER, new connection", "tx/s", lambda r: r["rate"]),
     ("sip-persistent", "SIP REGISTER, persistent conn.", "tx/s", lambda r: r["rate"]),
     ("ldap", "LDAP bind+search, new conn.", "ops/s", lambda r: r["rate"]),
+    ("h323-newconn", "H.323 first-message routing (new connection)", "conn/s", lambda r: r["rate"]),
+    ("turn-max", "TURN relayed dgram/s, max (vs coturn)", "dgram/s", lambda r: r["rate"]),
+    ("turn-fixed", "TURN RTT p50, fixed rate (vs coturn)", "µs", lambda r: r["latency_us"]["p50"]),
+    ("turn-fixed", "TURN RTT p99, fixed rate (vs coturn)", "µs", lambda r: r["latency_us"]["p99"]),
     ("idle-http", "idle HTTP keep-alive conn.", "B/conn", lambda r: r["rss_per_connection_bytes"]),
     ("idle-https", "idle HTTPS keep-alive conn.", "B/conn", lambda r: r["rss_per_connection_bytes"]),
+    ("idle-turn", "idle TURN allocation (vs coturn)", "B/alloc", lambda r: r["rss_per_allocation_bytes"]),
 ]
+TURN = ("turn-max", "turn-fixed", "idle-turn")
 def fmt(v, unit):
     if v is None:
         return "—"
@@ -498,24 +648,33 @@ def fmt(v, unit):
 def ratio(a, b):
     return f"{a / b:.2f}" if a is not None and b else "—"
 print("=== medians of %s round(s); ratios of medians" % max(1, len(get("http-ka", "portico", lambda r: 1))))
-hdr = f"| {'scenario':<33} | {'unit':<9} | {'portico':>9} | {'HAProxy':>9} | {'direct':>9} | {'p÷HAProxy':>9} | {'p÷direct':>8} | {'portico p99 µs':>14} |"
+# The scenario column fits the longest label (and its " *").
+LW = max([33] + [len(label) + 2 for _, label, _, _ in SCEN])
+hdr = f"| {'scenario':<{LW}} | {'unit':<9} | {'portico':>9} | {'HAProxy':>9} | {'direct':>9} | {'p÷HAProxy':>9} | {'p÷direct':>8} | {'portico p99 µs':>14} |"
 print(hdr)
 print("|" + "|".join("-" * (len(c)) for c in hdr.split("|")[1:-1]) + "|")
 for name, label, unit, f in SCEN:
-    psys = "portico-rsa" if name in ("https-hs-rsa", "idle-https") else "portico"
+    psys = "portico-rsa" if name in ("https-hs-rsa", "idle-https") else "portico-turn" if name in TURN else "portico"
     p = med(get(name, psys, f))
-    h = med(get(name, "haproxy", f))
+    h = med(get(name, "coturn" if name in TURN else "haproxy", f))
     d = med(get(name, "direct", f))
     p99 = med(get(name, psys, lambda r: r.get("latency_us", {}).get("p99")))
-    if name in ("sip-newconn", "sip-persistent", "ldap"):
+    if name in ("sip-newconn", "sip-persistent", "ldap", "h323-newconn"):
         label += " *"
-    print(f"| {label:<33} | {unit:<9} | {fmt(p, unit):>9} | {fmt(h, unit):>9} | {fmt(d, unit):>9} | "
+    print(f"| {label:<{LW}} | {unit:<9} | {fmt(p, unit):>9} | {fmt(h, unit):>9} | {fmt(d, unit):>9} | "
           f"{ratio(p, h):>9} | {ratio(p, d):>8} | {fmt(p99, '') if p99 else '—':>14} |")
-for label in ("TURN relayed packets/s (vs coturn)", "H.323 first-message routing"):
-    print(f"| {label:<33} | {'':<9} | {'not yet measured (server not built yet)':<67} |")
 print()
-print("* SIP/LDAP HAProxy column: TCP-mode relay without From / bind-domain routing.")
+print("* SIP/LDAP/H.323 HAProxy column: TCP-mode relay without From / bind-domain / gatekeeper-id routing.")
 print("  idle HTTPS: portico-rsa (fresh process, RSA cert) vs HAProxy's RSA frontend (measured after its HTTP idle run).")
+def turn_note(name, system):
+    loss = med(get(name, system, lambda r: r["loss_pct"]))
+    return "—" if loss is None else "%.3f %%" % loss
+rate = med([r.get("target_rate") for r in rows if r["name"] == "turn-fixed"])
+print("  TURN rows: the HAProxy column is coturn (turnserver --relay-threads=1), the p÷HAProxy column p÷coturn; "
+      "portico-bench turn, channels, 172 B payloads, fixed rate %s dgram/s." % ("%.0f" % rate if rate else "—"))
+print("  TURN loss (median): max rate portico %s, coturn %s; fixed rate portico %s, coturn %s."
+      % (turn_note("turn-max", "portico-turn"), turn_note("turn-max", "coturn"),
+         turn_note("turn-fixed", "portico-turn"), turn_note("turn-fixed", "coturn")))
 errs = [(r["name"], r["system"], r["error_total"], r.get("errors")) for r in rows if r.get("error_total")]
 for e in errs:
     print("ERRORS: %s %s: %d %s" % e)

@@ -1,5 +1,6 @@
 //! Micro-benchmarks of the other sniffers and the TURN fast path: the SIP request
-//! sniffer (`sip::parse_request`), the LDAP bind sniffer (`ldap::parse_bind`), STUN
+//! sniffer (`sip::parse_request`), the LDAP bind sniffer (`ldap::parse_bind`), the
+//! H.225.0 first-message sniffer (`h225::parse_first`, on committed vectors), STUN
 //! parse + MESSAGE-INTEGRITY (+ FINGERPRINT) check, and ChannelData parse.
 //!
 //! Run with `cargo bench -p portico-bench --bench protocols`. Wall-clock figures on a
@@ -12,7 +13,7 @@ use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use portico_proto::stun::{
     verify_fingerprint, verify_message_integrity, Attribute, ChannelData, Message,
 };
-use portico_proto::{ldap, sip, Sniff};
+use portico_proto::{h225, ldap, sip, Sniff};
 
 #[path = "common/inputs.rs"]
 mod inputs;
@@ -40,6 +41,26 @@ fn ldap_sniffer(c: &mut Criterion) {
         g.bench_function(name, |b| {
             b.iter(|| match ldap::parse_bind(black_box(&msg), 16384) {
                 Sniff::Done(r) => r.message_len,
+                other => panic!("{name}: {other:?}"),
+            })
+        });
+    }
+    g.finish();
+}
+
+fn h225_sniffer(c: &mut Criterion) {
+    let mut g = c.benchmark_group("h225/parse_first");
+    // (name, frame, whether it carries a routing key)
+    let cases = [
+        ("grq-domain", H225_GRQ, true),
+        ("rrq-other-features", H225_RRQ_FEATURES, true),
+        ("setup-no-ras", H225_SETUP_NO_RAS, false),
+    ];
+    for (name, frame, routable) in cases {
+        g.throughput(Throughput::Bytes(frame.len() as u64));
+        g.bench_function(name, |b| {
+            b.iter(|| match h225::parse_first(black_box(frame), H225_LIMIT) {
+                Sniff::Done(f) if f.key.is_some() == routable => f.frame_len,
                 other => panic!("{name}: {other:?}"),
             })
         });
@@ -80,5 +101,12 @@ fn channel(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, sip_sniffer, ldap_sniffer, stun, channel);
+criterion_group!(
+    benches,
+    sip_sniffer,
+    ldap_sniffer,
+    h225_sniffer,
+    stun,
+    channel
+);
 criterion_main!(benches);

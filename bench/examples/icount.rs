@@ -13,7 +13,7 @@ use std::path::Path;
 use portico_control::config;
 use portico_control::rules::RuleTable;
 use portico_proto::stun::{verify_fingerprint, verify_message_integrity, ChannelData, Message};
-use portico_proto::{http, ldap, sip, Sniff};
+use portico_proto::{h225, http, ldap, sip, Sniff};
 
 #[path = "../benches/common/inputs.rs"]
 mod inputs;
@@ -36,6 +36,9 @@ const NAMES: &[&str] = &[
     "sip-parse-compact",
     "ldap-parse-bind-domain-user",
     "ldap-parse-bind-dn",
+    "h225-parse-grq-domain",
+    "h225-parse-rrq-other-features",
+    "h225-parse-setup-no-ras",
     "stun-parse-allocate",
     "stun-parse-integrity-fingerprint",
     "channel-data-parse",
@@ -106,6 +109,20 @@ fn main() {
             for _ in 0..n {
                 if let Sniff::Done(r) = ldap::parse_bind(black_box(&msg), 16384) {
                     acc += black_box(r).message_len;
+                }
+            }
+        }
+        "h225-parse-grq-domain" | "h225-parse-rrq-other-features" | "h225-parse-setup-no-ras" => {
+            let (frame, routable) = match name {
+                "h225-parse-grq-domain" => (H225_GRQ, true),
+                "h225-parse-rrq-other-features" => (H225_RRQ_FEATURES, true),
+                _ => (H225_SETUP_NO_RAS, false),
+            };
+            for _ in 0..n {
+                if let Sniff::Done(f) = h225::parse_first(black_box(frame), H225_LIMIT) {
+                    if f.key.is_some() == routable {
+                        acc += black_box(f).frame_len;
+                    }
                 }
             }
         }

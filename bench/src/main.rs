@@ -1,17 +1,20 @@
 //! portico-bench: the load generator for portico, and the minimal targets behind it.
 //!
-//! Scenarios (`http`, `https`, `tunnel`, `sip`, `ldap`, `idle`; `h323` and `turn`
-//! not yet: their servers are being built) each run their load on glommio executors,
-//! bounded in time, and print a human table or, with `--json`, one JSON object.
+//! Scenarios (`http`, `https`, `tunnel`, `sip`, `ldap`, `h323`, `turn`, `idle`) each
+//! run their load on glommio executors, bounded in time, and print a human table or,
+//! with `--json`, one JSON object.
 //! `target …` runs a built-in backend until killed.
 //!
 //! Layout: [`http`] the HTTP/HTTPS load, [`tunnel`] bulk relay throughput, [`sip`]
-//! and [`ldap`] their loads and targets, [`idle`] memory per idle connection,
+//! and [`ldap`] their loads and targets, [`h323`] first-message routing from the
+//! committed H.225.0 vectors, [`turn`] TURN relay load and the UDP echo peer (with
+//! [`stun`], its own client-side STUN codec), [`idle`] memory per idle connection,
 //! [`response`] client-side response framing, [`pacing`] fixed-rate schedules,
 //! [`stats`] histograms and reports, [`target`] the HTTP/echo/upgrade servers,
 //! [`tls`] rustls client and server settings, [`runtime`] executors, placement and
 //! deadlines.
 
+mod h323;
 mod http;
 mod idle;
 mod ldap;
@@ -20,9 +23,11 @@ mod response;
 mod runtime;
 mod sip;
 mod stats;
+mod stun;
 mod target;
 mod tls;
 mod tunnel;
+mod turn;
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -84,8 +89,14 @@ enum Command {
     Sip(SipArgs),
     /// LDAP bind + search, a new connection per bind.
     Ldap(LdapArgs),
+    /// H.323 first messages (the committed H.225.0 vectors), a new connection per
+    /// routing decision; against portico with `target echo` behind it.
+    H323(H323Args),
     /// RSS growth of a server process per idle kept-alive connection.
     Idle(IdleArgs),
+    /// TURN relay load: allocations with channels, fixed-size datagrams to an echo
+    /// peer (`target turn-peer`) at a fixed or max rate; loss, reordering, RTT.
+    Turn(TurnArgs),
     /// Run a built-in target until killed.
     Target {
         #[command(subcommand)]
@@ -198,6 +209,40 @@ struct LdapArgs {
 }
 
 #[derive(Args, Debug)]
+struct H323Args {
+    /// portico's `h323` listener (`h323_tls` with --tls), or the echo target itself.
+    #[arg(long)]
+    connect: SocketAddr,
+    /// Comma-separated vector names, or `seed`: every vector routed by one of the
+    /// seed's H.323 hosts (dvl-ckl2.net, dvl-ckl2.net/hq, dvl-ckl2.net/branch-b).
+    #[arg(long, default_value = "seed")]
+    vectors: String,
+    /// Speak TLS: one full handshake per new connection (no resumption, no
+    /// certificate check).
+    #[arg(long)]
+    tls: bool,
+    /// SNI name sent with --tls.
+    #[arg(long, default_value = "dvl-ckl2.net")]
+    sni: String,
+    #[arg(long, default_value_t = 50)]
+    connections: usize,
+    #[arg(long, value_enum, default_value = "new-connection")]
+    mode: h323::H323Mode,
+    /// Total messages/s on a fixed schedule (latency from the scheduled send time);
+    /// max rate when absent.
+    #[arg(long)]
+    rate: Option<f64>,
+    #[arg(long, default_value_t = 10.0)]
+    duration: f64,
+    #[arg(long, default_value_t = 5.0)]
+    timeout: f64,
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    placement: Placement,
+}
+
+#[derive(Args, Debug)]
 struct IdleArgs {
     /// `http://` or `https://` URL requested once on each connection.
     #[arg(long)]
@@ -219,6 +264,74 @@ struct IdleArgs {
     settle: f64,
     #[arg(long, default_value_t = 5.0)]
     timeout: f64,
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    placement: Placement,
+}
+
+#[derive(Args, Debug)]
+struct TurnArgs {
+    /// The TURN server (UDP).
+    #[arg(long, default_value = "127.0.0.1:3478")]
+    server: SocketAddr,
+    /// The echo peer (`target turn-peer`), as the server reaches it.
+    #[arg(long)]
+    peer: SocketAddr,
+    /// Long-term credential user name.
+    #[arg(long)]
+    user: String,
+    /// Spread the allocations over N user names, `USER0` … `USER{N-1}` (all with
+    /// --password), for servers that cap allocations per user.
+    #[arg(long, default_value_t = 1)]
+    users: usize,
+    #[arg(long)]
+    password: String,
+    /// Bind the client sockets to this address (and the next ones with --sources);
+    /// any address when absent.
+    #[arg(long, value_name = "IP")]
+    source: Option<std::net::IpAddr>,
+    /// Spread the allocations over N consecutive source addresses from --source
+    /// (e.g. `--source 127.0.0.2 --sources 16`: a server may limit 401 challenges
+    /// per client IP).
+    #[arg(long, default_value_t = 1, requires = "source")]
+    sources: usize,
+    /// Realm for the key; the one the server's 401 names when absent.
+    #[arg(long)]
+    realm: Option<String>,
+    #[arg(long, default_value_t = 50)]
+    allocations: usize,
+    /// Payload bytes per datagram (172: a 20 ms G.711 RTP packet with its header).
+    #[arg(long, default_value_t = 172)]
+    size: usize,
+    /// Total datagrams/s on a fixed schedule (RTT from the scheduled send time); max
+    /// rate when absent.
+    #[arg(long)]
+    rate: Option<f64>,
+    /// Max rate: datagrams outstanding per allocation.
+    #[arg(long, default_value_t = 8)]
+    window: usize,
+    #[arg(long, default_value_t = 10.0)]
+    duration: f64,
+    /// Seconds to wait for datagrams still in flight after the run.
+    #[arg(long, default_value_t = 1.0)]
+    drain: f64,
+    /// Seconds to wait for each STUN response (3 tries).
+    #[arg(long, default_value_t = 1.0)]
+    timeout: f64,
+    /// Send indications / Data indications instead of channels (no ChannelBind).
+    #[arg(long)]
+    send_indications: bool,
+    /// Send nothing: set up the allocations, hold them --settle seconds, delete them
+    /// (with --pid: the server's memory per allocation).
+    #[arg(long)]
+    idle: bool,
+    /// Server process whose VmRSS is read before setup and after it (+ --settle).
+    #[arg(long)]
+    pid: Option<u32>,
+    /// Seconds to hold after setup before reading VmRSS (with --pid or --idle).
+    #[arg(long, default_value_t = 1.0)]
+    settle: f64,
     #[arg(long)]
     json: bool,
     #[command(flatten)]
@@ -269,6 +382,14 @@ enum TargetCommand {
     },
     /// TCP echo server.
     Echo {
+        #[arg(long)]
+        listen: SocketAddr,
+        #[command(flatten)]
+        placement: Placement,
+    },
+    /// UDP echo peer for `turn`: every datagram back to its sender (the relayed
+    /// address).
+    TurnPeer {
         #[arg(long)]
         listen: SocketAddr,
         #[command(flatten)]
@@ -339,6 +460,20 @@ fn main() -> Result<()> {
             };
             print(a.json, &ldap::run(load)?, stats::Report::to_table)?;
         }
+        Command::H323(a) => {
+            let load = h323::H323Load {
+                connect: a.connect,
+                vectors: h323::select(&a.vectors)?,
+                tls: a.tls.then_some(a.sni),
+                connections: a.connections,
+                duration: seconds("duration", a.duration)?,
+                rate: a.rate,
+                mode: a.mode,
+                timeout: seconds("timeout", a.timeout)?,
+                executors: a.placement.executors()?,
+            };
+            print(a.json, &h323::run(load)?, stats::Report::to_table)?;
+        }
         Command::Idle(a) => {
             let load = idle::IdleLoad {
                 url: a.url,
@@ -352,6 +487,31 @@ fn main() -> Result<()> {
                 executors: a.placement.executors()?,
             };
             print(a.json, &idle::run(load)?, idle::IdleReport::to_table)?;
+        }
+        Command::Turn(a) => {
+            let load = turn::TurnLoad {
+                server: a.server,
+                peer: a.peer,
+                user: a.user,
+                users: a.users,
+                password: a.password,
+                source: a.source,
+                sources: a.sources,
+                realm: a.realm,
+                allocations: a.allocations,
+                size: a.size,
+                rate: a.rate,
+                window: a.window,
+                duration: seconds("duration", a.duration)?,
+                drain: seconds("drain", a.drain)?,
+                timeout: seconds("timeout", a.timeout)?,
+                send_indications: a.send_indications,
+                idle: a.idle,
+                pid: a.pid,
+                settle: seconds("settle", a.settle)?,
+                executors: a.placement.executors()?,
+            };
+            print(a.json, &turn::run(load)?, turn::TurnReport::to_table)?;
         }
         Command::Http(a) | Command::Https(a) => {
             let load = http::HttpLoad {
@@ -402,6 +562,9 @@ fn main() -> Result<()> {
             }
             TargetCommand::Echo { listen, placement } => {
                 target::run_echo(listen, &placement.executors()?)?
+            }
+            TargetCommand::TurnPeer { listen, placement } => {
+                turn::run_peer(listen, &placement.executors()?)?
             }
         },
     }

@@ -57,6 +57,28 @@ pub fn ldap_bind(name: &str) -> Vec<u8> {
     out
 }
 
+/// H.225.0 first messages: committed vectors of `dataplane/proto/testdata/h323/`
+/// (encoded by pycrate, confirmed by Wireshark; see its README).
+///
+/// A GRQ tunnelled with H.460.17 in a FACILITY, gatekeeper id `dvl-ckl2.net`: an
+/// innovaphone endpoint's first message on an H.460.17 connection (100 bytes).
+pub const H225_GRQ: &[u8] = include_bytes!("../../../dataplane/proto/testdata/h323/grq_domain.bin");
+
+/// An RRQ whose `genericData` holds H.460.18, an H.460.19 feature with every content
+/// kind (nested and compound) and a non-standard feature before H.460.17, after
+/// bearer capability, display and sending-complete IEs: the longest walk to the
+/// gatekeeper id among the vectors (300 bytes).
+pub const H225_RRQ_FEATURES: &[u8] =
+    include_bytes!("../../../dataplane/proto/testdata/h323/rrq_other_features_first.bin");
+
+/// A SETUP without tunnelled RAS: no gatekeeper id, so portico refuses the
+/// connection (137 bytes).
+pub const H225_SETUP_NO_RAS: &[u8] =
+    include_bytes!("../../../dataplane/proto/testdata/h323/setup_no_ras.bin");
+
+/// `header_limit`'s default: the longest first frame the sniffer accepts.
+pub const H225_LIMIT: usize = 16384;
+
 pub const LDAP_DOMAIN_USER: &str = "dvl-ckl2.net\\ldap-guest";
 pub const LDAP_DN: &str = "CN=ldap-guest, OU=Users, DC=dvl-ckl2, DC=net";
 

@@ -178,9 +178,19 @@ fn bind_udp(addr: SocketAddr) -> std::io::Result<std::net::UdpSocket> {
     if addr.is_ipv6() {
         s.set_only_v6(true)?;
     }
+    // Room for a burst of one allocation's media while the shard is busy elsewhere
+    // (a limit, not an allocation: the kernel charges only what is queued; it caps
+    // the request at net.core.rmem_max / wmem_max).
+    let _ = s.set_recv_buffer_size(RELAY_SOCKET_BUFFER);
+    let _ = s.set_send_buffer_size(RELAY_SOCKET_BUFFER);
     s.bind(&addr.into())?;
     Ok(s.into())
 }
+
+/// Socket buffer sizes asked for: a relay socket, a UDP listener (every client of
+/// the shard arrives on it, so a burst there is the sum of theirs).
+const RELAY_SOCKET_BUFFER: usize = 512 * 1024;
+const LISTENER_SOCKET_BUFFER: usize = 4 * 1024 * 1024;
 
 impl Relays {
     /// Try the ports of the range from a rotating start, at most 256 of them.
@@ -887,6 +897,10 @@ pub fn bind_endpoint(ep: &TurnEndpoint, shards: usize) -> anyhow::Result<RawFd> 
         s.listen(1024)?;
     } else {
         s.set_nonblocking(true)?;
+        // Datagrams that arrive while the shard is busy wait here instead of being
+        // dropped (capped by net.core.rmem_max / wmem_max).
+        let _ = s.set_recv_buffer_size(LISTENER_SOCKET_BUFFER);
+        let _ = s.set_send_buffer_size(LISTENER_SOCKET_BUFFER);
     }
     let fd = std::os::fd::IntoRawFd::into_raw_fd(s);
     steer_by_client_ip(fd, ep.addr.is_ipv6(), shards);

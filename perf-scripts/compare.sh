@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # compare.sh — portico side by side with HAProxy and the direct path, on loopback, in
-# one run: HTTP keep-alive (wrk and portico-bench), HTTP new connection, full TLS
+# one run: HTTP keep-alive (wrk and portico-bench), HTTP keep-alive at a fixed rate
+# (half of portico's maximum: the p99 latency a proxy adds), HTTP new connection, full TLS
 # handshakes (ECDSA P-256 and RSA-2048 server certificates), HTTPS keep-alive, tunnel
 # throughput (HTTP Upgrade, then relayed bytes), SIP REGISTER (new connection and
 # persistent), LDAP bind+search, H.323 first-message routing (a committed H.225.0
@@ -554,6 +555,17 @@ for round in $(seq 1 "$ROUNDS"); do
                 --mode "$mode" --connections "$C" --duration "$D" --cpu 1
         done
     done
+    # Added latency: every system at the same fixed rate, half of portico's keep-alive
+    # maximum measured just above; p99 through a proxy minus p99 direct.
+    HALF_RATE=$(python3 -c 'import json,sys
+rs=[json.loads(l) for l in open(sys.argv[1])]
+r=[x["rate"] for x in rs if x["name"]=="http-ka" and x["system"]=="portico"][-1]
+print(max(100, int(r / 2)))' "$OUT/results.jsonl")
+    for s in $(rotate "$round" portico haproxy direct); do
+        case $s in portico) port=$PO_HTTP ;; haproxy) port=$HA_HTTP ;; direct) port=$T_HTTP ;; esac
+        bench http-fixed "$s" "$BENCH" http --url "http://$HOST$PATH_REQ" --connect "127.0.0.1:$port" \
+            --mode keepalive --rate "$HALF_RATE" --connections "$C" --duration "$D" --cpu 1
+    done
     for s in $(rotate "$round" portico haproxy direct); do
         case $s in portico) port=$PO_HTTPS ;; haproxy) port=$HA_HTTPS_EC ;; direct) port=$T_TLS ;; esac
         bench https-hs-ecdsa "$s" "$BENCH" https --url "https://$HOST$PATH_REQ" --connect "127.0.0.1:$port" \
@@ -621,6 +633,7 @@ SCEN = [
     ("http-ka-wrk", "HTTP keep-alive (wrk)", "req/s", lambda r: r["rate"]),
     ("http-ka", "HTTP keep-alive (portico-bench)", "req/s", lambda r: r["rate"]),
     ("http-newconn", "HTTP new connection", "req/s", lambda r: r["rate"]),
+    ("http-fixed", "HTTP keep-alive p99 at ½ portico max", "µs", lambda r: r["latency_us"]["p99"]),
     ("https-hs-ecdsa", "TLS full handshake, ECDSA P-256", "hs/s", lambda r: r["rate"]),
     ("https-hs-rsa", "TLS full handshake, RSA-2048", "hs/s", lambda r: r["rate"]),
     ("https-ka", "HTTPS keep-alive (ECDSA)", "req/s", lambda r: r["rate"]),
@@ -675,6 +688,13 @@ print("  TURN rows: the HAProxy column is coturn (turnserver --relay-threads=1),
 print("  TURN loss (median): max rate portico %s, coturn %s; fixed rate portico %s, coturn %s."
       % (turn_note("turn-max", "portico-turn"), turn_note("turn-max", "coturn"),
          turn_note("turn-fixed", "portico-turn"), turn_note("turn-fixed", "coturn")))
+def p99(system):
+    return med(get("http-fixed", system, lambda r: r["latency_us"]["p99"]))
+fixed_rate = med(get("http-fixed", "direct", lambda r: r["rate"]))
+if p99("direct") is not None:
+    added = lambda s: "—" if p99(s) is None else "%.0f µs" % (p99(s) - p99("direct"))
+    print("  Added p99 latency at %s req/s (half of portico's keep-alive maximum; p99 minus the direct p99): "
+          "portico %s, HAProxy %s." % ("%.0f" % fixed_rate if fixed_rate else "—", added("portico"), added("haproxy")))
 errs = [(r["name"], r["system"], r["error_total"], r.get("errors")) for r in rows if r.get("error_total")]
 for e in errs:
     print("ERRORS: %s %s: %d %s" % e)

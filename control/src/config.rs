@@ -31,6 +31,12 @@
 //! facility = "local0"          # kern, user, mail, daemon, auth, syslog, lpr, news, uucp,
 //!                              # cron, authpriv, ftp, local0 … local7 (default local0)
 //! app_name = "portico"         # the APP-NAME of the syslog lines (default portico)
+//!
+//! [turn]
+//! relay_address_v6 = "2001:db8::2"   # the IPv6 relayed address (dual-stack allocations)
+//! allocations_per_user = 64    # allocations one user may hold at once, process-wide (486)
+//! allocations_total = 8192     # allocations the process holds at once (508)
+//! bandwidth_bytes_per_sec = 125000   # per allocation, both ways; default: no cap
 //! ```
 //!
 //! Relative paths in `[tls]` resolve against the directory of the configuration file.
@@ -157,6 +163,15 @@ pub struct TurnConfig {
     pub allow_loopback_peers: bool,
     pub users: Vec<(String, String)>,
     pub secrets: Vec<String>,
+    /// `allocations_per_user` (portico extension, default 64): allocations one user
+    /// name may hold at once over the whole process (486 beyond).
+    pub allocations_per_user: u32,
+    /// `allocations_total` (portico extension, default 8192): allocations the process
+    /// holds at once (508 beyond).
+    pub allocations_total: u32,
+    /// `bandwidth_bytes_per_sec` (portico extension, default none): relayed bytes per
+    /// second per allocation, both directions together; datagrams beyond are dropped.
+    pub bandwidth_bytes_per_sec: Option<u64>,
 }
 
 #[derive(Debug, Clone)]
@@ -409,6 +424,9 @@ struct RawTurn {
     allow_loopback_peers: Option<bool>,
     users: Option<Vec<S<RawUser>>>,
     secrets: Option<Vec<S<String>>>,
+    allocations_per_user: Option<S<i64>>,
+    allocations_total: Option<S<i64>>,
+    bandwidth_bytes_per_sec: Option<S<i64>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -1391,6 +1409,32 @@ impl<'a> Checker<'a> {
                 secrets.push(v.get_ref().clone());
             }
         }
+        let allocations_per_user = self.count(
+            &r.allocations_per_user,
+            "turn.allocations_per_user",
+            64,
+            1_000_000,
+        );
+        let allocations_total = self.count(
+            &r.allocations_total,
+            "turn.allocations_total",
+            8192,
+            1_000_000,
+        );
+        let bandwidth_bytes_per_sec = r.bandwidth_bytes_per_sec.as_ref().and_then(|v| {
+            match u64::try_from(*v.get_ref()) {
+                Ok(n) if n >= 1000 => Some(n),
+                _ => {
+                    self.at(
+                        v,
+                        "turn.bandwidth_bytes_per_sec",
+                        format!("{} bytes per second is below 1000", v.get_ref()),
+                        "write e.g. bandwidth_bytes_per_sec = 125000 (1 Mbit/s), or remove it for no cap",
+                    );
+                    None
+                }
+            }
+        });
         TurnConfig {
             listen_udp,
             listen_tcp,
@@ -1403,6 +1447,29 @@ impl<'a> Checker<'a> {
             allow_loopback_peers: r.allow_loopback_peers.unwrap_or(false),
             users,
             secrets,
+            allocations_per_user,
+            allocations_total,
+            bandwidth_bytes_per_sec,
+        }
+    }
+
+    /// A count in `1..=max`, `default` when absent.
+    fn count(&mut self, v: &Option<S<i64>>, field: &str, default: u32, max: u32) -> u32 {
+        let Some(v) = v else {
+            return default;
+        };
+        match u32::try_from(*v.get_ref()) {
+            Ok(n) if (1..=max).contains(&n) => n,
+            _ => {
+                let key = field.rsplit('.').next().unwrap_or(field);
+                self.at(
+                    v,
+                    field,
+                    format!("{} is outside 1..={max}", v.get_ref()),
+                    format!("write e.g. {key} = {default}"),
+                );
+                default
+            }
         }
     }
 
@@ -1707,6 +1774,9 @@ fn example(field: &str) -> Option<String> {
         "turn.users.name" => "name = \"turn342823\"",
         "turn.users.password" => "password = \"ip411\"",
         "turn.secrets" => "secrets = [\"a long random string\"]",
+        "turn.allocations_per_user" => "allocations_per_user = 64",
+        "turn.allocations_total" => "allocations_total = 8192",
+        "turn.bandwidth_bytes_per_sec" => "bandwidth_bytes_per_sec = 125000",
         "metrics" => "[metrics] with listen = \"127.0.0.1:9100\"",
         "metrics.listen" => "listen = \"127.0.0.1:9100\"",
         "log" => "[log] with syslog = \"udp://192.0.2.10:514\", facility = \"local0\"",
@@ -2199,6 +2269,49 @@ mod tests {
         );
         let e = one("[turn]\nlisten_udp = 3478\n");
         assert_eq!((e.line, e.field.as_str()), (Some(1), "turn.realm"));
+    }
+
+    #[test]
+    fn turn_quotas() {
+        let turn = "[turn]\nrealm = \"example.net\"\n";
+        let t = ok(turn).turn.unwrap();
+        assert_eq!(
+            (
+                t.allocations_per_user,
+                t.allocations_total,
+                t.bandwidth_bytes_per_sec
+            ),
+            (64, 8192, None)
+        );
+        let t = ok(&format!(
+            "{turn}allocations_per_user = 2\nallocations_total = 100\nbandwidth_bytes_per_sec = 125000\n"
+        ))
+        .turn
+        .unwrap();
+        assert_eq!(
+            (
+                t.allocations_per_user,
+                t.allocations_total,
+                t.bandwidth_bytes_per_sec
+            ),
+            (2, 100, Some(125_000))
+        );
+        let e = one(&format!("{turn}allocations_per_user = 0\n"));
+        assert_eq!(
+            (e.line, e.field.as_str()),
+            (Some(3), "turn.allocations_per_user")
+        );
+        assert!(e.hint.contains("allocations_per_user = 64"), "{e:?}");
+        let e = one(&format!("{turn}allocations_total = -5\n"));
+        assert_eq!(
+            (e.line, e.field.as_str()),
+            (Some(3), "turn.allocations_total")
+        );
+        let e = one(&format!("{turn}bandwidth_bytes_per_sec = 10\n"));
+        assert_eq!(
+            (e.line, e.field.as_str()),
+            (Some(3), "turn.bandwidth_bytes_per_sec")
+        );
     }
 
     #[test]

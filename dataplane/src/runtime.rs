@@ -289,6 +289,7 @@ pub fn run(config: Config, options: RunOptions) -> Result<()> {
     let sockets = bind_all(&endpoints, shards)?;
     let turn_config = crate::turn::turn_config(&config);
     let turn_secret = crate::turn::nonce_secret();
+    let turn_ledger = portico_proto::turn::QuotaLedger::new();
 
     let (wake_tx, wake_rx) = crossbeam_channel::unbounded::<Wake>();
     if let Some(path) = &options.control_socket {
@@ -359,6 +360,7 @@ pub fn run(config: Config, options: RunOptions) -> Result<()> {
                 Some(shard::TurnInit {
                     config: config.clone(),
                     secret: turn_secret,
+                    ledger: turn_ledger.clone(),
                     sockets: turn_sockets,
                 })
             }

@@ -62,6 +62,8 @@ pub struct ShardInit {
 pub struct TurnInit {
     pub config: portico_proto::turn::TurnConfig,
     pub secret: [u8; 32],
+    /// Allocation counts shared by every shard (process-wide quotas).
+    pub ledger: std::sync::Arc<portico_proto::turn::QuotaLedger>,
     pub sockets: Vec<(crate::turn::TurnEndpoint, RawFd)>,
 }
 
@@ -218,7 +220,13 @@ pub async fn run(init: ShardInit) {
     });
     let listeners: RefCell<HashMap<Endpoint, Task<()>>> = RefCell::new(HashMap::new());
     let mut turn = init.turn.map(|turn| {
-        let shard = crate::turn::TurnShard::new(ctx.clone(), turn.config, turn.secret, ctx.index);
+        let shard = crate::turn::TurnShard::new(
+            ctx.clone(),
+            turn.config,
+            turn.secret,
+            turn.ledger,
+            ctx.index,
+        );
         let tasks = shard.start(turn.sockets);
         (shard, tasks)
     });

@@ -8,7 +8,8 @@
 //! socket per relayed address of the allocations that live on this shard (bound in
 //! `relay_ports`, never shared, so a peer's datagrams arrive on the shard that owns
 //! the allocation), and a timer task for expiries. No locks and no cross-shard
-//! traffic per packet.
+//! traffic per packet (the allocation quotas are counted process-wide in a
+//! `QuotaLedger`, touched once per Allocate and once per allocation end).
 //!
 //! UDP is batched: each socket's task waits for readiness (an io_uring poll, no
 //! buffer), then drains the socket with nonblocking `recvmmsg` (32 datagrams a call)
@@ -142,6 +143,9 @@ pub fn turn_config(config: &Config) -> Option<TurnConfig> {
     own.dedup();
     c.own_addresses = own;
     c.users = t.users.clone();
+    c.quotas.allocations_per_user = t.allocations_per_user;
+    c.quotas.allocations_total = t.allocations_total;
+    c.quotas.bandwidth_bytes_per_sec = t.bandwidth_bytes_per_sec;
     c.rest_secrets = t.secrets.iter().map(|s| s.as_bytes().to_vec()).collect();
     Some(c)
 }
@@ -311,6 +315,7 @@ impl TurnShard {
         ctx: Rc<ShardCtx>,
         config: TurnConfig,
         secret: [u8; 32],
+        ledger: std::sync::Arc<portico_proto::turn::QuotaLedger>,
         shard_index: usize,
     ) -> Rc<TurnShard> {
         let anchor = ClockAnchor {
@@ -324,7 +329,11 @@ impl TurnShard {
         let generation = ctx.shared.rules().generation;
         Rc::new_cyclic(|weak| TurnShard {
             ctx,
-            server: RefCell::new(TurnServer::new(config, secret, anchor)),
+            server: RefCell::new({
+                let mut server = TurnServer::new(config, secret, anchor);
+                server.share_quotas(ledger);
+                server
+            }),
             relays: RefCell::new(Relays {
                 shard: weak.clone(),
                 range,

@@ -252,7 +252,13 @@ struct StunClient {
 
 impl StunClient {
     fn connect(server_port: u16, user: &str, password: &str) -> StunClient {
-        let socket = UdpSocket::bind("127.0.0.1:0").expect("bind the STUN client socket");
+        StunClient::connect_from("127.0.0.1", server_port, user, password)
+    }
+
+    /// From a chosen loopback source address (the server steers clients to shards by
+    /// their IP address).
+    fn connect_from(source: &str, server_port: u16, user: &str, password: &str) -> StunClient {
+        let socket = UdpSocket::bind((source, 0)).expect("bind the STUN client socket");
         socket
             .connect(("127.0.0.1", server_port))
             .expect("connect the STUN client socket");
@@ -1111,6 +1117,63 @@ fn hand_made_client_sees_wrong_credentials() {
         (Class::ErrorResponse, Some(401)),
         "a wrong password gets 401"
     );
+}
+
+/// `allocations_per_user` holds for the whole process, not per shard: clients from
+/// 127.0.0.2 and 127.0.0.4 are steered to one shard and 127.0.0.3 to the other, so a
+/// per-shard count would let the third allocation through.
+#[test]
+fn allocation_quota_per_user_holds_across_shards() {
+    let site = TurnSite::new(24600);
+    let scratch = Scratch::new();
+    let toml = site.to_toml().replace(
+        "allow_loopback_peers = true\n",
+        "allow_loopback_peers = true\nallocations_per_user = 2\n",
+    );
+    assert!(toml.contains("allocations_per_user = 2"));
+    let config = scratch.write("portico.toml", toml);
+    let portico = Portico::start(
+        &config,
+        &["--shards", "2"],
+        &[
+            portico_tests::binary::Ready::Tcp(site.http_port),
+            portico_tests::binary::Ready::Tcp(site.port),
+        ],
+    );
+    let allocate = |client: &mut StunClient| {
+        client.request(
+            Method::ALLOCATE,
+            &[Attribute::RequestedTransport(TRANSPORT_UDP)],
+        )
+    };
+    let mut a = StunClient::connect_from("127.0.0.2", site.port, USER, PASSWORD);
+    let mut b = StunClient::connect_from("127.0.0.3", site.port, USER, PASSWORD);
+    let mut c = StunClient::connect_from("127.0.0.4", site.port, USER, PASSWORD);
+    assert_eq!(
+        allocate(&mut a).class,
+        Class::SuccessResponse,
+        "first allocation"
+    );
+    assert_eq!(
+        allocate(&mut b).class,
+        Class::SuccessResponse,
+        "second allocation"
+    );
+    let third = allocate(&mut c);
+    assert_eq!(
+        (third.class, third.error),
+        (Class::ErrorResponse, Some(486)),
+        "a third allocation for the user, on either shard, is over the quota"
+    );
+    // Deleting one makes room again, on the other shard too.
+    let deleted = b.request(Method::REFRESH, &[Attribute::Lifetime(0)]);
+    assert_eq!(deleted.class, Class::SuccessResponse, "Refresh LIFETIME 0");
+    assert_eq!(
+        allocate(&mut c).class,
+        Class::SuccessResponse,
+        "after a deletion the third client gets its allocation"
+    );
+    drop(portico);
 }
 
 // ---------------------------------------------------------------------------------

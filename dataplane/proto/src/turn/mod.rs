@@ -91,6 +91,7 @@ mod auth;
 mod config;
 mod event;
 mod io;
+mod ledger;
 mod policy;
 mod rate;
 mod server;
@@ -104,5 +105,6 @@ pub use event::{
     TurnEvent,
 };
 pub use io::{BindError, BoundRelay, FiveTuple, PortRequest, RelayIo, Transport};
+pub use ledger::QuotaLedger;
 pub use policy::{normalise, PeerPolicy, PeerRefusal, PortCheck};
 pub use server::{ClientAction, ClockAnchor, PeerAction, TurnServer};

@@ -25,6 +25,7 @@ use super::event::{
     TurnEvent,
 };
 use super::io::{BoundRelay, FiveTuple, PortRequest, RelayIo};
+use super::ledger::QuotaLedger;
 use super::policy::{normalise, PeerPolicy, PeerRefusal, PortCheck};
 use super::rate::{AuthLimiter, Bandwidth};
 
@@ -127,6 +128,8 @@ pub struct TurnServer {
     by_five: HashMap<FiveTuple, usize>,
     by_relay: HashMap<SocketAddr, usize>,
     per_user: HashMap<Arc<str>, u32>,
+    /// Allocation counts of the whole process (see [`TurnServer::share_quotas`]).
+    ledger: Arc<QuotaLedger>,
     timers: BinaryHeap<Reverse<(Instant, usize, u64)>>,
     reservations: HashMap<[u8; 8], Reservation>,
     reservation_queue: VecDeque<(Instant, [u8; 8])>,
@@ -173,6 +176,7 @@ impl TurnServer {
             by_five: HashMap::new(),
             by_relay: HashMap::new(),
             per_user: HashMap::new(),
+            ledger: QuotaLedger::new(),
             timers: BinaryHeap::new(),
             reservations: HashMap::new(),
             reservation_queue: VecDeque::new(),
@@ -180,6 +184,13 @@ impl TurnServer {
             events: Vec::new(),
             next_id: 1,
         }
+    }
+
+    /// Count allocations in `ledger`, shared with the other shards' servers, so the
+    /// per-user and total quotas hold process-wide. Call before the first
+    /// allocation (allocations made before are not in the ledger).
+    pub fn share_quotas(&mut self, ledger: Arc<QuotaLedger>) {
+        self.ledger = ledger;
     }
 
     /// The configuration in force.
@@ -648,6 +659,15 @@ impl TurnServer {
             self.quota_hit(five, QuotaKind::AllocationsTotal);
             return self.error(out, reply, ErrorCode::INSUFFICIENT_CAPACITY);
         }
+        // The same quotas over every shard of the process.
+        if let Some(kind) = self.ledger.exceeded(&auth.user, &quotas) {
+            self.quota_hit(five, kind);
+            let code = match kind {
+                QuotaKind::AllocationsPerUser => ErrorCode::ALLOCATION_QUOTA_REACHED,
+                _ => ErrorCode::INSUFFICIENT_CAPACITY,
+            };
+            return self.error(out, reply, code);
+        }
         if req.even_port == Some(true)
             && self.reservations.len()
                 >= usize::try_from(quotas.allocations_total).unwrap_or(usize::MAX)
@@ -793,6 +813,7 @@ impl TurnServer {
             self.by_relay.insert(normalise(relay), slot);
         }
         *self.per_user.entry(auth.user.clone()).or_insert(0) += 1;
+        self.ledger.take(&auth.user);
         self.counters.allocations_active += 1;
         self.counters.allocations_created += 1;
         self.schedule(slot, expires);
@@ -1410,6 +1431,7 @@ impl TurnServer {
             if *count == 0 {
                 self.per_user.remove(&alloc.user);
             }
+            self.ledger.give_back(&alloc.user);
         }
         let c = &mut self.counters;
         c.allocations_active = c.allocations_active.saturating_sub(1);

@@ -525,11 +525,18 @@ C=$CONNECTIONS
 echo "--- idle: $IDLE_CONNECTIONS kept-alive connections, VmRSS growth of the proxy"
 bench idle-http portico "$BENCH" idle --url "http://$HOST$PATH_REQ" --connect "127.0.0.1:$PO_HTTP" \
     --pid "$PORTICO_PID" --connections "$IDLE_CONNECTIONS" --cpu 1
+# Idle tunnels (HTTP Upgrade to the upgrade target, then nothing): measured after the
+# HTTP idle run in the same process (its connections closed; a warm allocator may
+# reuse that memory, so this is a lower bound), for both proxies.
+bench idle-tunnel portico "$BENCH" idle --upgrade --url "http://$HOST/ws" --connect "127.0.0.1:$PO_HTTP" \
+    --pid "$PORTICO_PID" --connections "$IDLE_CONNECTIONS" --cpu 1
 bench idle-https portico-rsa "$BENCH" idle --url "https://$HOST$PATH_REQ" --connect "127.0.0.1:$PR_HTTPS" \
     --pid "$PORTICO_RSA_PID" --connections "$IDLE_CONNECTIONS" --cpu 1
 bench idle-http haproxy "$BENCH" idle --url "http://$HOST$PATH_REQ" --connect "127.0.0.1:$HA_HTTP" \
     --pid "$HAPROXY_PID" --connections "$IDLE_CONNECTIONS" --cpu 1
 bench idle-https haproxy "$BENCH" idle --url "https://$HOST$PATH_REQ" --connect "127.0.0.1:$HA_HTTPS_RSA" \
+    --pid "$HAPROXY_PID" --connections "$IDLE_CONNECTIONS" --cpu 1
+bench idle-tunnel haproxy "$BENCH" idle --upgrade --url "http://$HOST/ws" --connect "127.0.0.1:$HA_HTTP" \
     --pid "$HAPROXY_PID" --connections "$IDLE_CONNECTIONS" --cpu 1
 echo "--- idle: $IDLE_ALLOCATIONS TURN allocations with a channel each, VmRSS growth of the server"
 for s in "${TURN_SYSTEMS[@]}"; do
@@ -651,6 +658,7 @@ SCEN = [
     ("turn-fixed", "TURN RTT p99, fixed rate (vs coturn)", "µs", lambda r: r["latency_us"]["p99"]),
     ("idle-http", "idle HTTP keep-alive conn.", "B/conn", lambda r: r["rss_per_connection_bytes"]),
     ("idle-https", "idle HTTPS keep-alive conn.", "B/conn", lambda r: r["rss_per_connection_bytes"]),
+    ("idle-tunnel", "idle plain tunnel (upgraded)", "B/conn", lambda r: r["rss_per_connection_bytes"]),
     ("idle-turn", "idle TURN allocation (vs coturn)", "B/alloc", lambda r: r["rss_per_allocation_bytes"]),
 ]
 TURN = ("turn-max", "turn-fixed", "idle-turn")
@@ -679,6 +687,7 @@ for name, label, unit, f in SCEN:
 print()
 print("* SIP/LDAP/H.323 HAProxy column: TCP-mode relay without From / bind-domain / gatekeeper-id routing.")
 print("  idle HTTPS: portico-rsa (fresh process, RSA cert) vs HAProxy's RSA frontend (measured after its HTTP idle run).")
+print("  idle tunnel: both measured after their HTTP idle run in the same process (a lower bound).")
 def turn_note(name, system):
     loss = med(get(name, system, lambda r: r["loss_pct"]))
     return "—" if loss is None else "%.3f %%" % loss

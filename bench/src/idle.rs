@@ -6,6 +6,10 @@
 //! whatever state a kept-alive connection costs), waits `--settle` seconds, reads
 //! `VmRSS` again and reports (after − before) / N. Then closes everything.
 //!
+//! With `--upgrade` the request is an HTTP Upgrade (`Upgrade: websocket`, to a
+//! `target upgrade`) and the answer must be 101: each connection is then an idle
+//! relayed tunnel (spliced when both legs are plain TCP).
+//!
 //! What it measures: user-space memory (heap, buffers, rustls state) as the kernel
 //! counts resident pages, so the figure is page-granular and includes allocator
 //! slack; kernel socket memory is not in RSS. Run it on a freshly started proxy: a
@@ -30,6 +34,8 @@ pub struct IdleLoad {
     pub pid: u32,
     pub connections: usize,
     pub concurrency: usize,
+    /// Ask for an HTTP Upgrade and hold the tunnels (101) instead of keep-alives.
+    pub upgrade: bool,
     pub settle: Duration,
     pub timeout: Duration,
     pub executors: Executors,
@@ -101,12 +107,19 @@ pub fn run(load: IdleLoad) -> Result<IdleReport> {
         .clone()
         .unwrap_or_else(|| url.authority.clone());
     let tls: Option<TlsClient> = http::tls_for(&url, &host)?;
+    let upgrade = if load.upgrade {
+        "Connection: Upgrade\r\nUpgrade: websocket\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+    } else {
+        ""
+    };
     let request: Arc<[u8]> = format!(
-        "GET {} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: portico-bench\r\n\r\n",
+        "GET {} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: portico-bench\r\n{upgrade}\r\n",
         url.path
     )
     .into_bytes()
     .into();
+    let want = if load.upgrade { 101..=101 } else { 200..=299 };
     let before = vm_rss_kib(load.pid)?;
     let l = load.clone();
     let executors = Executors {
@@ -114,7 +127,7 @@ pub fn run(load: IdleLoad) -> Result<IdleReport> {
         ..load.executors.clone()
     };
     let mut results = runtime::run_on_executors("bench-idle", &executors, move |_| {
-        let (l, tls, request) = (l.clone(), tls.clone(), request.clone());
+        let (l, tls, request, want) = (l.clone(), tls.clone(), request.clone(), want.clone());
         async move {
             // Generous: opening thousands of connections takes a while.
             let hard_stop = Instant::now() + Duration::from_secs(300);
@@ -127,12 +140,14 @@ pub fn run(load: IdleLoad) -> Result<IdleReport> {
                 remaining -= batch;
                 let tasks: Vec<_> = (0..batch)
                     .map(|_| {
-                        let plan = plan.clone();
+                        let (plan, want) = (plan.clone(), want.clone());
                         glommio::spawn_local(async move {
                             let mut c = Conn::open(&plan).await?;
                             match c.exchange(&plan).await? {
-                                (200..=299, false) => Ok(c),
-                                (200..=299, true) => Err("server closed"),
+                                (101, _) if want.contains(&101) => Ok(c),
+                                (s, false) if want.contains(&s) => Ok(c),
+                                (s, true) if want.contains(&s) => Err("server closed"),
+                                _ if want.contains(&101) => Err("status not 101"),
                                 _ => Err("status not 2xx"),
                             }
                         })
@@ -157,9 +172,14 @@ pub fn run(load: IdleLoad) -> Result<IdleReport> {
     Ok(IdleReport {
         scenario: "idle",
         target: format!(
-            "{}://{host}{} via {addr}",
+            "{}://{host}{} via {addr}{}",
             if url.tls { "https" } else { "http" },
-            url.path
+            url.path,
+            if load.upgrade {
+                " (upgraded tunnels)"
+            } else {
+                ""
+            }
         ),
         pid: load.pid,
         connections_requested: load.connections,

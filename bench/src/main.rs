@@ -259,6 +259,10 @@ struct IdleArgs {
     /// Connections opened at a time.
     #[arg(long, default_value_t = 64)]
     concurrency: usize,
+    /// Send an HTTP Upgrade (websocket) instead and hold the relayed tunnels (the
+    /// target must be `target upgrade`).
+    #[arg(long)]
+    upgrade: bool,
     /// Seconds to wait after the last connection before reading VmRSS again.
     #[arg(long, default_value_t = 1.0)]
     settle: f64,
@@ -482,6 +486,7 @@ fn main() -> Result<()> {
                 pid: a.pid,
                 connections: a.connections,
                 concurrency: a.concurrency,
+                upgrade: a.upgrade,
                 settle: seconds("settle", a.settle)?,
                 timeout: seconds("timeout", a.timeout)?,
                 executors: a.placement.executors()?,

@@ -187,6 +187,12 @@ pub async fn serve(
             Next::Tunnel(i) => {
                 let idle = s.ctx.shared.peek_rules().config.proxy.idle_timeout;
                 let target = s.targets.swap_remove(i);
+                // The session's buffers and other target legs are not needed while the
+                // tunnel lives (which may be for hours): give them back now.
+                s.targets.clear();
+                s.buf = Vec::new();
+                s.head_out = Vec::new();
+                s.scratch = Vec::new();
                 let ctx = s.ctx.clone();
                 ctx.metrics.borrow_mut().tunnel_open(service);
                 // Boxed: the relay's state is only paid for by tunnels.

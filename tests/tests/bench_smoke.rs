@@ -86,6 +86,8 @@ fn compare_quick_prints_every_row() {
         "H.323",
         "TURN",
         "idle HTTP",
+        "idle plain tunnel",
+        "p99 at ½",
     ];
     for want in expected {
         let row = rows

@@ -186,7 +186,8 @@ pub async fn serve(
             Next::Close => break,
             Next::Tunnel(i) => {
                 let idle = s.ctx.shared.peek_rules().config.proxy.idle_timeout;
-                let target = s.targets.swap_remove(i);
+                // Only the target's connection goes on (its read buffer is freed here).
+                let target = s.targets.swap_remove(i).conn;
                 // The session's buffers and other target legs are not needed while the
                 // tunnel lives (which may be for hours): give them back now.
                 s.targets.clear();
@@ -196,7 +197,7 @@ pub async fn serve(
                 let ctx = s.ctx.clone();
                 ctx.metrics.borrow_mut().tunnel_open(service);
                 // Boxed: the relay's state is only paid for by tunnels.
-                let moved = Box::pin(crate::relay::tunnel(s.client, target.conn, idle)).await;
+                let moved = Box::pin(crate::relay::tunnel(s.client, target, idle)).await;
                 let mut m = ctx.metrics.borrow_mut();
                 m.tunnel_close(service);
                 if let Ok(moved) = moved {

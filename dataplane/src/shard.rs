@@ -334,117 +334,76 @@ pub fn canonical_ip(ip: IpAddr) -> IpAddr {
     }
 }
 
-/// Each service's session is boxed: a connection's task then holds only the state
-/// of its own protocol (an idle HTTP keep-alive does not pay for the largest path).
+/// Each service's session is one boxed future: a connection's task then holds only a
+/// pointer, and the box only the state of its own protocol (an idle HTTP keep-alive
+/// does not pay for a TLS handshake's state or a TLS stream held across an await).
 async fn serve(ctx: Rc<ShardCtx>, ep: Endpoint, stream: TcpStream, peer: SocketAddr) {
     let conn_id = ctx.next_conn_id();
     let service = ep.service;
     match service {
         Service::Http => {
+            let client = Conn::Plain(stream);
             Box::pin(crate::http::serve(
-                ctx,
-                service,
-                conn_id,
-                Conn::Plain(stream),
-                peer,
-                "http",
+                ctx, service, conn_id, client, peer, "http",
             ))
             .await
         }
-        Service::Https => {
-            if let Some(tls) = Box::pin(accept_tls(
-                &ctx, service, conn_id, stream, peer, "https", false,
-            ))
-            .await
-            {
-                Box::pin(crate::http::serve(
-                    ctx,
-                    service,
-                    conn_id,
-                    Conn::TlsServer(Box::new(tls)),
-                    peer,
-                    "https",
-                ))
-                .await
-            }
-        }
-        Service::Sip | Service::Ldap => {
-            let scheme = if service == Service::Sip {
-                "sip"
-            } else {
-                "ldap"
+        Service::Https => Box::pin(serve_https(ctx, conn_id, stream, peer)).await,
+        Service::Sip | Service::Ldap | Service::H323 => {
+            let scheme = match service {
+                Service::Sip => "sip",
+                Service::Ldap => "ldap",
+                _ => "h323",
             };
+            let client = Conn::Plain(stream);
             Box::pin(crate::routed::serve(
-                ctx,
-                service,
-                conn_id,
-                Conn::Plain(stream),
-                peer,
-                scheme,
-                None,
+                ctx, service, conn_id, client, peer, scheme, None,
             ))
             .await
         }
-        Service::Sips | Service::Ldaps => {
-            let (scheme, client_auth) = if service == Service::Sips {
-                ("sips", true)
-            } else {
-                ("ldaps", false)
-            };
-            if let Some(tls) = Box::pin(accept_tls(
-                &ctx,
-                service,
-                conn_id,
-                stream,
-                peer,
-                scheme,
-                client_auth,
-            ))
-            .await
-            {
+        Service::Sips | Service::Ldaps | Service::H323Tls => {
+            Box::pin(serve_routed_tls(ctx, service, conn_id, stream, peer)).await
+        }
+    }
+}
+
+async fn serve_https(ctx: Rc<ShardCtx>, conn_id: u64, stream: TcpStream, peer: SocketAddr) {
+    let service = Service::Https;
+    // The TLS stream lives in its box from here on (no binding kept across the
+    // session's awaits).
+    let client = match accept_tls(&ctx, service, conn_id, stream, peer, "https", false).await {
+        Some(tls) => Conn::TlsServer(Box::new(tls)),
+        None => return,
+    };
+    crate::http::serve(ctx, service, conn_id, client, peer, "https").await
+}
+
+async fn serve_routed_tls(
+    ctx: Rc<ShardCtx>,
+    service: Service,
+    conn_id: u64,
+    stream: TcpStream,
+    peer: SocketAddr,
+) {
+    let (scheme, client_auth) = match service {
+        Service::Sips => ("sips", true),
+        Service::Ldaps => ("ldaps", false),
+        _ => ("h323s", true),
+    };
+    let (client, identity) =
+        match accept_tls(&ctx, service, conn_id, stream, peer, scheme, client_auth).await {
+            Some(tls) => {
                 let identity = if client_auth {
                     let set = ctx.tls.load();
                     crate::tls::client_identity(tls.get_ref().1, set.client_trust.as_ref())
                 } else {
                     None
                 };
-                let client = Conn::TlsServer(Box::new(tls));
-                Box::pin(crate::routed::serve(
-                    ctx, service, conn_id, client, peer, scheme, identity,
-                ))
-                .await
+                (Conn::TlsServer(Box::new(tls)), identity)
             }
-        }
-        Service::H323 => {
-            Box::pin(crate::routed::serve(
-                ctx,
-                service,
-                conn_id,
-                Conn::Plain(stream),
-                peer,
-                "h323",
-                None,
-            ))
-            .await
-        }
-        Service::H323Tls => {
-            if let Some(tls) = Box::pin(accept_tls(
-                &ctx, service, conn_id, stream, peer, "h323s", true,
-            ))
-            .await
-            {
-                let identity = {
-                    let set = ctx.tls.load();
-                    crate::tls::client_identity(tls.get_ref().1, set.client_trust.as_ref())
-                };
-                let client = Conn::TlsServer(Box::new(tls));
-                Box::pin(crate::routed::serve(
-                    ctx, service, conn_id, client, peer, "h323s", identity,
-                ))
-                .await
-            }
-        }
-    }
+            None => return,
+        };
+    crate::routed::serve(ctx, service, conn_id, client, peer, scheme, identity).await
 }
 
 /// The TLS handshake of a client leg, within the header timeout. `None` when it

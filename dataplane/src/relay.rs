@@ -2,14 +2,13 @@
 //!
 //! Two relays:
 //! - [`splice_tunnel`] for plain TCP on both legs: bytes go socket → pipe → socket
-//!   with nonblocking `splice(2)`, never through user memory. glommio has no public
-//!   readiness API, so readiness to read comes from a one-byte `MSG_PEEK` receive
-//!   through io_uring (it parks until data or EOF arrives); the splices themselves
-//!   are plain nonblocking syscalls on the shard. We do not use IORING_OP_SPLICE: the
-//!   kernel runs it on one blocking io-wq worker per waiting direction. When the
-//!   destination's send buffer is full (`EAGAIN`), the bytes already in the pipe are
-//!   read out and written through glommio, which waits for room: the copy fallback
-//!   is also the backpressure.
+//!   with nonblocking `splice(2)`, never through user memory. Readiness to read (and,
+//!   when the destination's send buffer is full, to write) is an io_uring poll that
+//!   holds no buffer (`glommio::net::wait_readable` / `wait_writable`, a patch to the
+//!   vendored glommio); the splices themselves are plain nonblocking syscalls on the
+//!   shard. We do not use IORING_OP_SPLICE: the kernel runs it on one blocking io-wq
+//!   worker per waiting direction. Bytes waiting for room stay in the pipe: that is
+//!   the backpressure.
 //! - [`copy_tunnel`] when either leg is TLS: read, write, repeat, through rustls.
 //!
 //! Both honour half-close (EOF one way shuts down the write side of the other leg
@@ -70,19 +69,6 @@ fn set_nonblocking(fd: RawFd) -> io::Result<()> {
     Ok(())
 }
 
-/// A second glommio stream over a duplicate of `s`'s descriptor, so one direction can
-/// write to a socket while the other direction waits to read from it. Shutdown acts
-/// on the socket, not the descriptor, so half-close works through either.
-fn dup_stream(s: &TcpStream) -> io::Result<TcpStream> {
-    // SAFETY: dup of a descriptor we hold open.
-    let fd = unsafe { libc::fcntl(s.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 0) };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: `fd` was just returned by dup and is owned by nobody else.
-    Ok(unsafe { TcpStream::from_raw_fd(fd) })
-}
-
 enum Spliced {
     Bytes(usize),
     WouldBlock,
@@ -118,62 +104,42 @@ fn splice(from: RawFd, to: RawFd, len: usize) -> io::Result<Spliced> {
     }
 }
 
-/// One direction of a splice tunnel: `src` → pipe → `dst`.
-async fn splice_one_way(
-    src: &mut TcpStream,
-    dst: &mut TcpStream,
-    activity: &Cell<Instant>,
-) -> io::Result<u64> {
+/// One direction of a splice tunnel: `src` → pipe → `dst`, on raw descriptors (the
+/// caller keeps both sockets open). Waits for readability and, when `dst` is full,
+/// writability with io_uring polls that hold no buffer: the bytes never leave the
+/// kernel, and a direction costs a pipe and one pending poll.
+async fn splice_one_way(src: RawFd, dst: RawFd, activity: &Cell<Instant>) -> io::Result<u64> {
     let pipe = Pipe::new()?;
-    let (src_fd, dst_fd) = (src.as_raw_fd(), dst.as_raw_fd());
     let mut moved = 0u64;
-    let mut spill: Vec<u8> = Vec::new();
     loop {
-        // Readiness: park until data, EOF or an error, holding no buffer (the
-        // splice below tells which).
-        src.readable().await?;
-        let mut in_pipe = match splice(src_fd, pipe.write.as_raw_fd(), PIPE_SIZE)? {
+        // Readiness: park until data, EOF or an error (the splice tells which).
+        glommio::net::wait_readable(src).await?;
+        let mut in_pipe = match splice(src, pipe.write.as_raw_fd(), PIPE_SIZE)? {
             Spliced::Bytes(n) => n,
             Spliced::WouldBlock => continue,
             Spliced::Eof => break,
         };
         activity.set(Instant::now());
         while in_pipe > 0 {
-            match splice(pipe.read.as_raw_fd(), dst_fd, in_pipe)? {
+            match splice(pipe.read.as_raw_fd(), dst, in_pipe)? {
                 Spliced::Bytes(n) => {
                     in_pipe -= n;
                     moved += n as u64;
                 }
                 Spliced::Eof => return Err(io::ErrorKind::WriteZero.into()),
                 Spliced::WouldBlock => {
-                    // Destination full: drain the pipe into memory and let glommio
-                    // wait for room.
-                    spill.resize(in_pipe, 0);
-                    let mut got = 0;
-                    while got < in_pipe {
-                        // SAFETY: reading into our own buffer within its length.
-                        let n = unsafe {
-                            libc::read(
-                                pipe.read.as_raw_fd(),
-                                spill[got..].as_mut_ptr().cast(),
-                                in_pipe - got,
-                            )
-                        };
-                        if n <= 0 {
-                            return Err(io::Error::last_os_error());
-                        }
-                        got += n as usize;
-                    }
-                    dst.write_all(&spill[..got]).await?;
-                    moved += got as u64;
-                    in_pipe = 0;
+                    // Destination full: wait for room (the bytes stay in the pipe).
+                    glommio::net::wait_writable(dst).await?;
                     activity.set(Instant::now());
                 }
             }
         }
     }
     // Half-close: the other direction goes on.
-    let _ = dst.close().await;
+    // SAFETY: shutdown on a descriptor the caller holds open; no memory passed.
+    unsafe {
+        libc::shutdown(dst, libc::SHUT_WR);
+    }
     Ok(moved)
 }
 
@@ -200,15 +166,9 @@ pub(crate) async fn idle_watch(activity: &Cell<Instant>, idle: Duration) {
 
 /// Relay two plain TCP streams with splice. Pending bytes already read from either
 /// side (e.g. after an upgrade) must have been written before calling this.
-pub async fn splice_tunnel(
-    mut a: TcpStream,
-    mut b: TcpStream,
-    idle: Duration,
-) -> io::Result<Moved> {
+pub async fn splice_tunnel(a: TcpStream, b: TcpStream, idle: Duration) -> io::Result<Moved> {
     set_nonblocking(a.as_raw_fd())?;
     set_nonblocking(b.as_raw_fd())?;
-    let mut a_w = dup_stream(&a)?;
-    let mut b_w = dup_stream(&b)?;
     let activity = Rc::new(Cell::new(Instant::now()));
     let (a_fd, b_fd) = (a.as_raw_fd(), b.as_raw_fd());
     let fail_fast = |r: io::Result<u64>| {
@@ -218,8 +178,8 @@ pub async fn splice_tunnel(
         r
     };
     let both = futures_lite::future::zip(
-        async { fail_fast(splice_one_way(&mut a, &mut b_w, &activity).await) },
-        async { fail_fast(splice_one_way(&mut b, &mut a_w, &activity).await) },
+        async { fail_fast(splice_one_way(a_fd, b_fd, &activity).await) },
+        async { fail_fast(splice_one_way(b_fd, a_fd, &activity).await) },
     );
     let outcome = futures_lite::future::or(async { Some(both.await) }, async {
         idle_watch(&activity, idle).await;
@@ -366,7 +326,7 @@ mod tests {
     #[test]
     fn splice_conserves_large_with_backpressure() {
         // 16 MiB against a reader that starts late: the destination fills up and the
-        // copy fallback must carry the rest.
+        // direction must wait for room with the bytes in its pipe.
         conserve(16 << 20, true);
     }
 

@@ -106,6 +106,22 @@ fn yolo_sendmsg(
     }
 }
 
+/// Waits until `fd` is readable (data, end of stream or an error is there) with an
+/// io_uring poll and no buffer; reads nothing. `fd` must stay open until this returns
+/// or is dropped. (portico patch.)
+pub async fn wait_readable(fd: RawFd) -> io::Result<()> {
+    let source = crate::executor().reactor().poll_read_ready(fd);
+    source.collect_rw().await.map(|_| ())
+}
+
+/// Waits until `fd` is writable (room in the send buffer, or an error) with an
+/// io_uring poll. `fd` must stay open until this returns or is dropped. (portico
+/// patch.)
+pub async fn wait_writable(fd: RawFd) -> io::Result<()> {
+    let source = crate::executor().reactor().poll_write_ready(fd);
+    source.collect_rw().await.map(|_| ())
+}
+
 mod datagram;
 mod stream;
 mod tcp_socket;

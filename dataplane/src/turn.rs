@@ -481,12 +481,7 @@ impl TurnShard {
                 ClientAction::Drop(_) => {}
             }
         }
-        let dropped = batch.flush();
-        if dropped > 0 {
-            self.server
-                .borrow_mut()
-                .count_io_drops(DropReason::SendFailed, dropped);
-        }
+        self.flush(&mut batch);
         Ok(n)
     }
 
@@ -539,13 +534,18 @@ impl TurnShard {
                 PeerAction::Drop(_) => {}
             }
         }
+        self.flush(&mut batch);
+        Ok(n)
+    }
+
+    /// Send what the batch queued; count what the kernel did not take.
+    fn flush(&self, batch: &mut Batch) {
         let dropped = batch.flush();
         if dropped > 0 {
             self.server
                 .borrow_mut()
                 .count_io_drops(DropReason::SendFailed, dropped);
         }
-        Ok(n)
     }
 
     /// The UDP listener a UDP client is served on (None for TCP/TLS clients).
@@ -655,40 +655,26 @@ async fn readable(socket: &UdpSocket) -> bool {
 }
 
 async fn udp_loop(shard: Rc<TurnShard>, socket: Rc<UdpSocket>, local: SocketAddr) {
-    let fd = socket.as_raw_fd();
-    loop {
-        // Wait for a datagram first: glommio runs a spawned task at once, and this one
-        // may be spawned from inside a batch (an Allocate binding its relay socket).
-        if !readable(&socket).await {
-            glommio::timer::sleep(Duration::from_millis(10)).await;
-            continue;
-        }
-        // Drain what is queued a batch at a time.
-        loop {
-            match shard.client_batch(fd, local) {
-                Ok(n) if n == BATCH => glommio::yield_if_needed().await,
-                Ok(_) => break,
-                Err(_) => {
-                    glommio::timer::sleep(Duration::from_millis(10)).await;
-                    break;
-                }
-            }
-        }
-    }
+    drain_loop(&socket, |fd| shard.client_batch(fd, local)).await
 }
 
 async fn relay_loop(shard: Rc<TurnShard>, socket: Rc<UdpSocket>, relay: SocketAddr) {
+    drain_loop(&socket, |fd| shard.peer_batch(fd, relay)).await
+}
+
+/// Wait for a datagram, then drain the socket a batch at a time with `batch` (which
+/// returns how many it received), forever.
+async fn drain_loop(socket: &UdpSocket, mut batch: impl FnMut(RawFd) -> std::io::Result<usize>) {
     let fd = socket.as_raw_fd();
     loop {
         // Wait for a datagram first: glommio runs a spawned task at once, and this one
         // may be spawned from inside a batch (an Allocate binding its relay socket).
-        if !readable(&socket).await {
+        if !readable(socket).await {
             glommio::timer::sleep(Duration::from_millis(10)).await;
             continue;
         }
-        // Drain what is queued a batch at a time.
         loop {
-            match shard.peer_batch(fd, relay) {
+            match batch(fd) {
                 Ok(n) if n == BATCH => glommio::yield_if_needed().await,
                 Ok(_) => break,
                 Err(_) => {
@@ -871,9 +857,10 @@ fn steer_by_client_ip(fd: RawFd, v6: bool, shards: usize) {
     }
 }
 
-/// Make the per-shard sockets for the TURN endpoints (probed first, like the
-/// proxy's): UDP and TCP with SO_REUSEPORT, steered by client IP.
-pub fn bind_endpoint(ep: &TurnEndpoint, shards: usize) -> anyhow::Result<RawFd> {
+/// An unbound socket for `ep`: its family and type, IPv6-only for IPv6, and
+/// SO_REUSEADDR for TCP only (on a UDP socket it would let another process bind the
+/// same port; TCP needs it for TIME_WAIT after a restart).
+fn endpoint_socket(ep: &TurnEndpoint) -> std::io::Result<socket2::Socket> {
     let domain = if ep.addr.is_ipv6() {
         socket2::Domain::IPV6
     } else {
@@ -888,11 +875,16 @@ pub fn bind_endpoint(ep: &TurnEndpoint, shards: usize) -> anyhow::Result<RawFd> 
     if ep.addr.is_ipv6() {
         s.set_only_v6(true)?;
     }
-    // SO_REUSEADDR on a UDP socket would let another process bind the same port;
-    // only TCP gets it (for TIME_WAIT after a restart).
     if ep.transport != Transport::Udp {
         s.set_reuse_address(true)?;
     }
+    Ok(s)
+}
+
+/// Make the per-shard sockets for the TURN endpoints (probed first, like the
+/// proxy's): UDP and TCP with SO_REUSEPORT, steered by client IP.
+pub fn bind_endpoint(ep: &TurnEndpoint, shards: usize) -> anyhow::Result<RawFd> {
+    let s = endpoint_socket(ep)?;
     s.set_reuse_port(true)?;
     s.bind(&ep.addr.into()).map_err(|e| {
         anyhow::anyhow!(
@@ -918,23 +910,7 @@ pub fn bind_endpoint(ep: &TurnEndpoint, shards: usize) -> anyhow::Result<RawFd> 
 
 /// Fail unless the endpoint is free (a plain bind without SO_REUSEPORT).
 pub fn probe(ep: &TurnEndpoint) -> anyhow::Result<()> {
-    let domain = if ep.addr.is_ipv6() {
-        socket2::Domain::IPV6
-    } else {
-        socket2::Domain::IPV4
-    };
-    let ty = if ep.transport == Transport::Udp {
-        socket2::Type::DGRAM
-    } else {
-        socket2::Type::STREAM
-    };
-    let s = socket2::Socket::new(domain, ty.cloexec(), None)?;
-    if ep.addr.is_ipv6() {
-        s.set_only_v6(true)?;
-    }
-    if ep.transport != Transport::Udp {
-        s.set_reuse_address(true)?;
-    }
+    let s = endpoint_socket(ep)?;
     s.bind(&ep.addr.into()).map_err(|e| {
         anyhow::anyhow!(
             "cannot listen for TURN {:?} on {}: {e} (is another process using the port?)",

@@ -93,6 +93,21 @@ impl Method {
             _ => Method::Other,
         }
     }
+
+    /// RFC 9110 §9.2.2: a request with an idempotent method may be sent again when
+    /// the connection closed before any answer ("a proxy MUST NOT automatically retry
+    /// non-idempotent requests", §9.2.2).
+    pub fn is_idempotent(self) -> bool {
+        matches!(
+            self,
+            Method::Get
+                | Method::Head
+                | Method::Put
+                | Method::Delete
+                | Method::Options
+                | Method::Trace
+        )
+    }
 }
 
 /// A parsed, validated request head. Byte ranges index the buffer given to
@@ -1127,6 +1142,24 @@ fn hex_digit(b: u8) -> Option<u8> {
 }
 
 /// What the proxy adds to a forwarded request.
+/// Fields that only concern one connection (RFC 9110 §7.6.1), never forwarded as
+/// sent (`Upgrade` is, for an upgrade request).
+const HOP_BY_HOP: [&[u8]; 4] = [b"connection", b"keep-alive", b"proxy-connection", b"te"];
+
+/// Fields a client cannot have dropped by naming them in `Connection`: the body's
+/// framing (dropping it would let the body be read as a second request), the host
+/// routed on, and the forwarding chain.
+const NEVER_DROPPED: [&[u8]; 4] = [
+    b"host",
+    b"content-length",
+    b"transfer-encoding",
+    b"x-forwarded-for",
+];
+
+/// Connection options looked at when forwarding; further ones are ignored (their
+/// fields are forwarded).
+pub const MAX_CONNECTION_OPTIONS: usize = 16;
+
 #[derive(Debug, Clone, Copy)]
 pub struct ForwardInfo<'a> {
     /// The client's address, appended to `X-Forwarded-For`.
@@ -1144,9 +1177,18 @@ pub struct ForwardInfo<'a> {
 /// every line ends in CRLF). `X-Forwarded-Proto` lines from the client are dropped and
 /// one with `info.proto` is added last. The client IP is appended to the last
 /// `X-Forwarded-For` line (several lines form one list, RFC 9110 §5.3), or a new line
-/// is added. All other fields, Host and Connection included, are forwarded as sent:
-/// an upgrade needs Connection and Upgrade to reach the target. Allocates nothing
-/// beyond growing `out`.
+/// is added.
+///
+/// Hop-by-hop fields are not forwarded (RFC 9110 §7.6.1): `Connection`, `Keep-Alive`,
+/// `Proxy-Connection`, `TE`, `Upgrade`, and the fields the client named in
+/// `Connection` (the first [`MAX_CONNECTION_OPTIONS`]; framing fields, `Host` and
+/// `X-Forwarded-For` are never dropped that way, so naming them cannot desynchronise
+/// the body or hide the client). portico's own options take their place: `Connection:
+/// upgrade` with the client's `Upgrade` for an upgrade, `Connection: keep-alive` for
+/// HTTP/1.0, none for HTTP/1.1 (persistent by default). The target connection thus
+/// stays open whatever the client asked of its own, and can serve the next request,
+/// of this client or another. All other fields are forwarded as sent. Allocates
+/// nothing beyond growing `out`.
 pub fn write_forward_head(
     buf: &[u8],
     head: &RequestHead,
@@ -1180,8 +1222,32 @@ pub fn write_forward_head(
         .last();
     let last_xff = last_xff.map(|(i, _)| i);
 
+    // The options of every Connection line, up to a bound (a hostile list cannot
+    // make the per-field check below quadratic).
+    let mut named: [&[u8]; MAX_CONNECTION_OPTIONS] = [&[]; MAX_CONNECTION_OPTIONS];
+    let mut n_named = 0;
+    for (name, value) in field_lines(head_bytes) {
+        if name.eq_ignore_ascii_case(b"connection") {
+            for option in list_elements(value) {
+                if let Some(slot) = named.get_mut(n_named) {
+                    *slot = option;
+                    n_named += 1;
+                }
+            }
+        }
+    }
+    let named = named.get(..n_named).unwrap_or_default();
+    let dropped = |name: &[u8]| {
+        if name.eq_ignore_ascii_case(b"upgrade") {
+            return !head.upgrade;
+        }
+        HOP_BY_HOP.iter().any(|h| name.eq_ignore_ascii_case(h))
+            || (named.iter().any(|o| name.eq_ignore_ascii_case(o))
+                && !NEVER_DROPPED.iter().any(|k| name.eq_ignore_ascii_case(k)))
+    };
+
     for (i, (name, value)) in field_lines(head_bytes).enumerate() {
-        if name.eq_ignore_ascii_case(b"x-forwarded-proto") {
+        if name.eq_ignore_ascii_case(b"x-forwarded-proto") || dropped(name) {
             continue;
         }
         out.extend_from_slice(name);
@@ -1194,6 +1260,11 @@ pub fn write_forward_head(
             out.extend_from_slice(info.client_ip.as_bytes());
         }
         out.extend_from_slice(b"\r\n");
+    }
+    if head.upgrade {
+        out.extend_from_slice(b"Connection: upgrade\r\n");
+    } else if head.version_minor == 0 {
+        out.extend_from_slice(b"Connection: keep-alive\r\n");
     }
     if last_xff.is_none() {
         out.extend_from_slice(b"X-Forwarded-For: ");
@@ -2112,13 +2183,58 @@ mod tests {
                   x-forwarded-for: 10.0.0.1\nX-Forwarded-For: 10.0.0.2\nContent-Length: 0\n\n"
             ),
             "POST /x?q HTTP/1.0\r\nHost: example.com\r\nx-forwarded-for: 10.0.0.1\r\n\
-             X-Forwarded-For: 10.0.0.2, 192.0.2.7\r\nContent-Length: 0\r\nX-Forwarded-Proto: https\r\n\r\n"
+             X-Forwarded-For: 10.0.0.2, 192.0.2.7\r\nContent-Length: 0\r\nConnection: keep-alive\r\n\
+             X-Forwarded-Proto: https\r\n\r\n"
         );
         assert_eq!(
             forward(b"GET / HTTP/1.1\r\nX-Forwarded-For:\r\nHost: a\r\n\r\n"),
             "GET / HTTP/1.1\r\nX-Forwarded-For: 192.0.2.7\r\nHost: a\r\n\
              X-Forwarded-Proto: https\r\n\r\n"
         );
+    }
+
+    /// RFC 9110 §7.6.1: hop-by-hop fields and those named in Connection stay on the
+    /// client's connection; portico's own options replace them.
+    #[test]
+    fn forward_head_drops_hop_by_hop_fields() {
+        // The client's close is its own business: the target connection persists.
+        assert_eq!(
+            forward(
+                b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close, X-Trace\r\nX-Trace: 1\r\n\
+                  Keep-Alive: timeout=5\r\nTE: trailers\r\nProxy-Connection: close\r\n\
+                  Upgrade: h2c\r\nAccept: */*\r\n\r\n"
+            ),
+            "GET / HTTP/1.1\r\nHost: a\r\nAccept: */*\r\n\
+             X-Forwarded-For: 192.0.2.7\r\nX-Forwarded-Proto: https\r\n\r\n"
+        );
+        // An upgrade keeps Upgrade and says so in portico's own Connection line.
+        assert_eq!(
+            forward(
+                b"GET /ws HTTP/1.1\r\nHost: a\r\nConnection: keep-alive, Upgrade\r\n\
+                  Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n\r\n"
+            ),
+            "GET /ws HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\n\
+             Connection: upgrade\r\nX-Forwarded-For: 192.0.2.7\r\nX-Forwarded-Proto: https\r\n\r\n"
+        );
+        // Naming the framing, Host or X-Forwarded-For does not drop them: the body
+        // stays framed as portico reads it.
+        assert_eq!(
+            forward(
+                b"POST / HTTP/1.1\r\nHost: a\r\nConnection: content-length, host, \
+                  x-forwarded-for\r\nX-Forwarded-For: 10.0.0.1\r\nContent-Length: 2\r\n\r\nab"
+            ),
+            "POST / HTTP/1.1\r\nHost: a\r\nX-Forwarded-For: 10.0.0.1, 192.0.2.7\r\n\
+             Content-Length: 2\r\nX-Forwarded-Proto: https\r\n\r\n"
+        );
+        // Options past the bound are not looked at: their fields pass.
+        let mut many = b"GET / HTTP/1.1\r\nHost: a\r\nConnection: ".to_vec();
+        for i in 0..MAX_CONNECTION_OPTIONS {
+            many.extend_from_slice(format!("x-{i}, ").as_bytes());
+        }
+        many.extend_from_slice(b"x-last\r\nX-0: gone\r\nX-Last: kept\r\n\r\n");
+        let out = forward(&many);
+        assert!(!out.contains("X-0"), "{out}");
+        assert!(out.contains("X-Last: kept\r\n"), "{out}");
     }
 
     /// Feed deterministic mutations of valid messages to every parser: no panic, any
@@ -2153,13 +2269,8 @@ mod tests {
                                     again.keep_alive,
                                     again.upgrade
                                 ),
-                                (
-                                    &head.host,
-                                    &head.path,
-                                    head.framing,
-                                    head.keep_alive,
-                                    head.upgrade
-                                ),
+                                // The target connection always persists.
+                                (&head.host, &head.path, head.framing, true, head.upgrade),
                                 "{:?}",
                                 String::from_utf8_lossy(m)
                             );

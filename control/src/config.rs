@@ -18,6 +18,9 @@
 //! header_limit = 16384         # bytes buffered to reach a routing decision (1024..=1048576)
 //! connect_timeout_sec = 5      # time to connect to a target (int or float > 0)
 //! idle_timeout_sec = 300       # a relayed connection idle both ways this long is closed
+//! pool_max_idle = 64           # idle HTTP target connections kept per target and shard,
+//!                              # for the next request of any client (0 = no pooling)
+//! pool_idle_timeout_sec = 5    # a pooled target connection unused this long is closed
 //! blacklist_expiration_min = 0.05   # fractional minutes are allowed; 0 = never ban
 //!
 //! [tls]
@@ -83,6 +86,12 @@ pub struct ProxyConfig {
     /// `idle_timeout_sec` (default 300): a relayed connection with no traffic either
     /// way for this long is closed.
     pub idle_timeout: Duration,
+    /// `pool_max_idle` (default 64): idle HTTP target connections each shard keeps
+    /// per target for the next request of any client; 0 turns pooling off.
+    pub pool_max_idle: usize,
+    /// `pool_idle_timeout_sec` (default 5): a pooled target connection unused for
+    /// this long is closed.
+    pub pool_idle_timeout: Duration,
 }
 
 /// Listen ports per service; `None` means not listening for it.
@@ -347,6 +356,8 @@ struct RawProxy {
     header_limit: Option<S<i64>>,
     connect_timeout_sec: Option<S<Number>>,
     idle_timeout_sec: Option<S<Number>>,
+    pool_max_idle: Option<S<i64>>,
+    pool_idle_timeout_sec: Option<S<Number>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -991,6 +1002,28 @@ impl<'a> Checker<'a> {
             1.0,
             false,
         );
+        let pool_max_idle = match &p.pool_max_idle {
+            None => 64,
+            Some(v) => match usize::try_from(*v.get_ref()) {
+                Ok(n) if n <= 10_000 => n,
+                _ => {
+                    self.at(
+                        v,
+                        "proxy.pool_max_idle",
+                        format!("{} is outside 0..=10000", v.get_ref()),
+                        "write e.g. pool_max_idle = 64 (0 turns pooling off)",
+                    );
+                    64
+                }
+            },
+        };
+        let pool_idle_timeout = self.duration(
+            &p.pool_idle_timeout_sec,
+            "proxy.pool_idle_timeout_sec",
+            5.0,
+            1.0,
+            false,
+        );
         let listen = self.listen(p.listen.unwrap_or_default(), ipv4, ipv6);
         ProxyConfig {
             ipv4,
@@ -1007,6 +1040,8 @@ impl<'a> Checker<'a> {
             header_limit,
             connect_timeout,
             idle_timeout,
+            pool_max_idle,
+            pool_idle_timeout,
         }
     }
 
@@ -1743,6 +1778,8 @@ fn example(field: &str) -> Option<String> {
         "proxy.header_limit" => "header_limit = 16384",
         "proxy.connect_timeout_sec" => "connect_timeout_sec = 5",
         "proxy.idle_timeout_sec" => "idle_timeout_sec = 300",
+        "proxy.pool_max_idle" => "pool_max_idle = 64",
+        "proxy.pool_idle_timeout_sec" => "pool_idle_timeout_sec = 5",
         "proxy.listen" => "[proxy.listen] with http = 90, https = 453, ...",
         "proxy.listen.bind" => "bind = [\"0.0.0.0\", \"::\"]",
         "tls" => "[tls] with certificate = \"certs/site.pem\", private_key = \"certs/site.key\"",
@@ -1880,6 +1917,8 @@ mod tests {
         assert_eq!(p.header_limit, 16384);
         assert_eq!(p.connect_timeout, Duration::from_secs(5));
         assert_eq!(p.idle_timeout, Duration::from_secs(300));
+        assert_eq!(p.pool_max_idle, 64);
+        assert_eq!(p.pool_idle_timeout, Duration::from_secs(5));
         assert_eq!(
             c.tls.certificates,
             vec![CertPair {
@@ -1996,6 +2035,14 @@ mod tests {
         );
         let e = one("[proxy]\nheader_limit = 100\n");
         assert_eq!((e.line, e.field.as_str()), (Some(2), "proxy.header_limit"));
+        let e = one("[proxy]\n\npool_max_idle = -1\n");
+        assert_eq!((e.line, e.field.as_str()), (Some(3), "proxy.pool_max_idle"));
+        assert!(e.hint.contains("pool_max_idle = 64"), "{}", e.hint);
+        let e = one("[proxy]\npool_idle_timeout_sec = 0\n");
+        assert_eq!(
+            (e.line, e.field.as_str()),
+            (Some(2), "proxy.pool_idle_timeout_sec")
+        );
     }
 
     #[test]

@@ -216,16 +216,20 @@ pub enum Counter {
     /// SIP connections whose first request was neither REGISTER nor INVITE (still
     /// routed by its From domain).
     OtherFirstRequest,
+    /// HTTP requests sent on an idle target connection taken from the shard's pool
+    /// (opened for an earlier client connection).
+    TargetReused,
 }
 
 impl Counter {
-    pub const ALL: [Counter; 6] = [
+    pub const ALL: [Counter; 7] = [
         Counter::Accepted,
         Counter::Forwarded,
         Counter::TlsHandshakes,
         Counter::TlsHandshakeFailures,
         Counter::BlacklistHits,
         Counter::OtherFirstRequest,
+        Counter::TargetReused,
     ];
     pub const COUNT: usize = Self::ALL.len();
 
@@ -238,6 +242,7 @@ impl Counter {
             Counter::TlsHandshakeFailures => "tls_handshake_failures",
             Counter::BlacklistHits => "blacklist_hits",
             Counter::OtherFirstRequest => "sip_other_first_requests",
+            Counter::TargetReused => "target_connections_reused",
         }
     }
 
@@ -249,6 +254,7 @@ impl Counter {
             Counter::TlsHandshakeFailures => "Client TLS handshakes that failed, by service.",
             Counter::BlacklistHits => "Connections closed at accept because the source is blacklisted, by service.",
             Counter::OtherFirstRequest => "SIP connections whose first request was neither REGISTER nor INVITE (routed by From all the same), by service.",
+            Counter::TargetReused => "HTTP requests sent on an idle target connection from the shard's pool (opened for an earlier client connection), by service.",
         }
     }
 

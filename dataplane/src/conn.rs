@@ -49,6 +49,33 @@ impl Conn {
             let _ = tcp.readable().await;
         }
     }
+
+    /// Whether an idle connection (a pooled target leg) is still open with nothing
+    /// to say: rustls holds no input (data, close_notify, an error) and a peek at the
+    /// socket finds neither bytes nor EOF. One nonblocking syscall, no wait.
+    pub fn idle_and_open(&mut self) -> bool {
+        let buffered = match self {
+            Conn::Plain(_) => false,
+            Conn::TlsServer(s) => tls_has_input(s.get_mut().1.process_new_packets()),
+            Conn::TlsClient(s) => tls_has_input(s.get_mut().1.process_new_packets()),
+        };
+        if buffered {
+            return false;
+        }
+        let fd = std::os::fd::AsRawFd::as_raw_fd(self.tcp());
+        let mut byte = 0u8;
+        // SAFETY: `fd` is this connection's open socket; the buffer is one byte of
+        // ours, and MSG_PEEK | MSG_DONTWAIT neither consumes nor waits.
+        let n = unsafe {
+            libc::recv(
+                fd,
+                (&mut byte as *mut u8).cast(),
+                1,
+                libc::MSG_PEEK | libc::MSG_DONTWAIT,
+            )
+        };
+        n < 0 && io::Error::last_os_error().kind() == io::ErrorKind::WouldBlock
+    }
 }
 
 fn tls_has_input(state: Result<rustls::IoState, rustls::Error>) -> bool {

@@ -2,8 +2,12 @@
 //!
 //! Every request on a keep-alive connection is parsed, normalised and routed on its
 //! own (DESIGN.md "HTTP paths"): a client cannot reach a path no rule allows by
-//! sending it second. Target connections are kept per (target, port, TLS) within the
-//! client connection and reused. Bodies are forwarded as they come, framed by
+//! sending it second. Target connections are kept per (target, port, TLS name) within
+//! the client connection and reused; when the client connection ends they go to the
+//! shard's pool ([`crate::pool`]), where a bodyless idempotent request of any client
+//! may take one (and is sent again once on a new connection if the target had closed
+//! it meanwhile). The target connection persists whatever the client asked of its
+//! own: hop-by-hop fields are not forwarded. Bodies are forwarded as they come, framed by
 //! Content-Length or chunked encoding; a `101 Switching Protocols` answer to an
 //! upgrade request turns the connection into a tunnel ([`crate::relay`]).
 //!
@@ -29,7 +33,7 @@ use crate::conn::Conn;
 use crate::listener::Service;
 use crate::shard::{Decision, ShardCtx};
 use crate::time::{until, within};
-use portico_control::metrics::{Direction, Hist, RejectKind};
+use portico_control::metrics::{Counter, Direction, Hist, RejectKind};
 
 /// Target connections kept per client connection.
 const MAX_TARGETS: usize = 8;
@@ -107,9 +111,36 @@ fn status_text(status: u16) -> &'static str {
     }
 }
 
-struct Target {
+/// What a target connection can serve: its address and, for TLS, the server name it
+/// was opened (and, with `verify_target`, verified) for. Connections are reused, by
+/// one client or from the shard's pool, only under an equal key.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct PoolKey {
     addr: SocketAddr,
-    tls: bool,
+    /// TLS: whether the certificate was verified, and the name.
+    tls: Option<(bool, Box<str>)>,
+}
+
+impl PoolKey {
+    fn new(addr: SocketAddr, tls: bool, verify: bool, name: &str) -> PoolKey {
+        PoolKey {
+            addr,
+            tls: tls.then(|| (verify, name.into())),
+        }
+    }
+
+    /// `== PoolKey::new(..)` without building one.
+    fn is(&self, addr: SocketAddr, tls: bool, verify: bool, name: &str) -> bool {
+        self.addr == addr
+            && match &self.tls {
+                None => !tls,
+                Some((v, n)) => tls && *v == verify && **n == *name,
+            }
+    }
+}
+
+struct Target {
+    key: PoolKey,
     conn: Conn,
     /// Bytes read from the target and not yet forwarded.
     buf: Vec<u8>,
@@ -208,6 +239,7 @@ pub async fn serve(
             }
         }
     }
+    s.pool_targets();
     let _ = s.client.close().await;
 }
 
@@ -222,6 +254,24 @@ fn release(buf: &mut Vec<u8>) {
 }
 
 impl Session {
+    /// The client connection ends: its target connections, each idle after a
+    /// complete response, go to the shard's pool for the next client (not while the
+    /// shard drains).
+    fn pool_targets(&mut self) {
+        if self.ctx.draining() {
+            return;
+        }
+        let now = Instant::now();
+        let mut pool = self.ctx.target_pool.borrow_mut();
+        for t in self.targets.drain(..) {
+            // Bytes past the response would be answered to the wrong request.
+            if t.buf.is_empty() {
+                // What the pool pushes out (a full key) is closed here.
+                drop(pool.put(t.key, t.conn, now));
+            }
+        }
+    }
+
     /// Between requests: give back the body buffer and oversized head buffers, so an
     /// idle keep-alive connection costs little memory.
     fn release_idle_buffers(&mut self) {
@@ -484,17 +534,27 @@ impl Session {
         // A target connection: reused, or new. A reused one may have been closed by
         // the target meanwhile (its keep-alive timeout); a request without a body is
         // then sent once more on a new connection.
+        // Only a request that can be sent again (idempotent, no body) goes on a
+        // connection that has been idle, in the pool or with this client.
+        let retryable = head.framing == BodyFraming::None && head.method.is_idempotent();
         let mut attempt = 0;
         let (index, resp) = loop {
             attempt += 1;
             let (index, new) = match self
-                .target(addr, tls_leg, verify, &host_name, connect_timeout)
+                .target(
+                    addr,
+                    tls_leg,
+                    verify,
+                    &host_name,
+                    connect_timeout,
+                    retryable && attempt == 1,
+                )
                 .await
             {
                 Ok(x) => x,
                 Err(r) => return self.refuse(r, &head.host, &summary).await,
             };
-            let may_retry = !new && attempt == 1 && head.framing == BodyFraming::None;
+            let may_retry = !new && attempt == 1 && retryable;
             let sent = match self.targets.get_mut(index) {
                 Some(t) => t
                     .conn
@@ -586,8 +646,9 @@ impl Session {
         }
     }
 
-    /// Find or open the target connection for (addr, tls); returns its index and
-    /// whether it is new.
+    /// Find or open the target connection for (addr, tls, name); returns its index
+    /// and whether it is new. This client's own connection comes first; then, with
+    /// `pooled`, an idle one from the shard's pool that is still open.
     async fn target(
         &mut self,
         addr: SocketAddr,
@@ -595,13 +656,31 @@ impl Session {
         verify: bool,
         host_name: &str,
         connect_timeout: std::time::Duration,
+        pooled: bool,
     ) -> Result<(usize, bool), Refusal> {
         if let Some(i) = self
             .targets
             .iter()
-            .position(|t| t.addr == addr && t.tls == tls)
+            .position(|t| t.key.is(addr, tls, verify, host_name))
         {
             return Ok((i, false));
+        }
+        let key = PoolKey::new(addr, tls, verify, host_name);
+        if pooled {
+            let now = Instant::now();
+            loop {
+                let taken = self.ctx.target_pool.borrow_mut().take(&key, now);
+                let Some(mut conn) = taken else { break };
+                // Closed by the target while pooled, or holding bytes nobody asked
+                // for: dropped (closed), and the next one is tried.
+                if conn.idle_and_open() {
+                    self.ctx
+                        .metrics
+                        .borrow_mut()
+                        .add(Counter::TargetReused, self.service, 1);
+                    return Ok((self.add_target(key, conn), false));
+                }
+            }
         }
         let started = Instant::now();
         let stream = match within(connect_timeout, TcpStream::connect(addr)).await {
@@ -647,16 +726,25 @@ impl Session {
             self.service,
             started.elapsed(),
         );
+        Ok((self.add_target(key, conn), true))
+    }
+
+    /// Hold `conn` for this client; returns its index. Past [`MAX_TARGETS`] the
+    /// oldest goes to the shard's pool.
+    fn add_target(&mut self, key: PoolKey, conn: Conn) -> usize {
         if self.targets.len() >= MAX_TARGETS {
-            self.targets.remove(0);
+            let old = self.targets.remove(0);
+            if old.buf.is_empty() && !self.ctx.draining() {
+                let mut pool = self.ctx.target_pool.borrow_mut();
+                drop(pool.put(old.key, old.conn, Instant::now()));
+            }
         }
         self.targets.push(Target {
-            addr,
-            tls,
+            key,
             conn,
             buf: Vec::new(),
         });
-        Ok((self.targets.len() - 1, true))
+        self.targets.len() - 1
     }
 
     /// Forward the request body from the client to target `index`.

@@ -18,6 +18,7 @@ pub mod conn;
 pub mod demo;
 pub mod http;
 pub mod listener;
+pub mod pool;
 pub mod relay;
 pub mod routed;
 pub mod runtime;

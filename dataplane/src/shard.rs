@@ -26,6 +26,7 @@ use portico_control::snapshot::Shared;
 
 use crate::conn::Conn;
 use crate::listener::{Endpoint, Service};
+use crate::pool::IdlePool;
 use crate::tls::TlsSet;
 
 /// What the supervisor asks of a shard.
@@ -83,6 +84,8 @@ pub struct ShardCtx {
     active: Cell<usize>,
     draining: Cell<bool>,
     drain: event_listener::Event,
+    /// Idle HTTP target connections, for the next request of any client on this shard.
+    pub target_pool: RefCell<IdlePool<crate::http::PoolKey, Conn>>,
 }
 
 impl ShardCtx {
@@ -131,6 +134,15 @@ impl ShardCtx {
 
     pub fn notice(&self, msg: String) {
         self.send(Event::Notice(msg));
+    }
+
+    /// Once a second: close pooled target connections idle too long, and follow the
+    /// pool's limits through reloads.
+    fn purge_pool(&self) {
+        let proxy = &self.shared.peek_rules().config.proxy;
+        let mut pool = self.target_pool.borrow_mut();
+        pool.set_limits(proxy.pool_max_idle, proxy.pool_idle_timeout);
+        pool.purge(Instant::now());
     }
 
     fn report_metrics(&self) {
@@ -206,6 +218,10 @@ impl Decision<'_> {
 
 /// Run one shard until it has drained.
 pub async fn run(init: ShardInit) {
+    let pool = {
+        let proxy = &init.shared.peek_rules().config.proxy;
+        IdlePool::new(proxy.pool_max_idle, proxy.pool_idle_timeout)
+    };
     let ctx = Rc::new(ShardCtx {
         index: init.index,
         shards: init.shards,
@@ -217,6 +233,7 @@ pub async fn run(init: ShardInit) {
         active: Cell::new(0),
         draining: Cell::new(false),
         drain: event_listener::Event::new(),
+        target_pool: RefCell::new(pool),
     });
     let listeners: RefCell<HashMap<Endpoint, Task<()>>> = RefCell::new(HashMap::new());
     let mut turn = init.turn.map(|turn| {
@@ -235,6 +252,7 @@ pub async fn run(init: ShardInit) {
         glommio::spawn_local(async move {
             loop {
                 glommio::timer::sleep(METRICS_EVERY).await;
+                ctx.purge_pool();
                 ctx.report_metrics();
             }
         })
@@ -278,6 +296,7 @@ pub async fn run(init: ShardInit) {
                 }
                 ctx.draining.set(true);
                 ctx.drain.notify(usize::MAX);
+                ctx.target_pool.borrow_mut().clear();
                 let deadline = Instant::now() + grace;
                 while ctx.active.get() > 0 && Instant::now() < deadline {
                     glommio::timer::sleep(COMMAND_POLL.min(deadline - Instant::now())).await;

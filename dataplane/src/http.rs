@@ -217,24 +217,12 @@ pub async fn serve(
             Next::Close => break,
             Next::Tunnel(i) => {
                 let idle = s.ctx.shared.peek_rules().config.proxy.idle_timeout;
-                // Only the target's connection goes on (its read buffer is freed here).
+                // Only the target's connection goes on; other target legs go to the
+                // pool. The tunnel gets a task of its own, and this session (its
+                // buffers, its future) ends here.
                 let target = s.targets.swap_remove(i).conn;
-                // The session's buffers and other target legs are not needed while the
-                // tunnel lives (which may be for hours): give them back now.
-                s.targets.clear();
-                s.buf = Vec::new();
-                s.head_out = Vec::new();
-                s.scratch = Vec::new();
-                let ctx = s.ctx.clone();
-                ctx.metrics.borrow_mut().tunnel_open(service);
-                // Boxed: the relay's state is only paid for by tunnels.
-                let moved = Box::pin(crate::relay::tunnel(s.client, target, idle)).await;
-                let mut m = ctx.metrics.borrow_mut();
-                m.tunnel_close(service);
-                if let Ok(moved) = moved {
-                    m.bytes(service, Direction::ClientToTarget, moved.a_to_b);
-                    m.bytes(service, Direction::TargetToClient, moved.b_to_a);
-                }
+                s.pool_targets();
+                crate::shard::spawn_tunnel(s.ctx, service, s.client, target, idle);
                 return;
             }
         }

@@ -18,7 +18,6 @@
 use std::cell::Cell;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
@@ -164,12 +163,28 @@ pub(crate) async fn idle_watch(activity: &Cell<Instant>, idle: Duration) {
     }
 }
 
-/// Relay two plain TCP streams with splice. Pending bytes already read from either
+/// A descriptor of its own for `s`'s socket (F_DUPFD_CLOEXEC), or an error (out of
+/// descriptors).
+fn dup(s: &TcpStream) -> io::Result<OwnedFd> {
+    // SAFETY: fcntl on a descriptor the stream holds open; no memory is passed.
+    let fd = unsafe { libc::fcntl(s.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 0) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: fcntl returned a new descriptor that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Relay two plain TCP sockets with splice. Pending bytes already read from either
 /// side (e.g. after an upgrade) must have been written before calling this.
-pub async fn splice_tunnel(a: TcpStream, b: TcpStream, idle: Duration) -> io::Result<Moved> {
+///
+/// The sockets come as bare descriptors: a glommio stream kept beside them would
+/// hold its reactor state (and possibly an early read poll, ~0.5 kB each) for the
+/// whole life of a tunnel that never reads through it.
+pub async fn splice_tunnel(a: OwnedFd, b: OwnedFd, idle: Duration) -> io::Result<Moved> {
     set_nonblocking(a.as_raw_fd())?;
     set_nonblocking(b.as_raw_fd())?;
-    let activity = Rc::new(Cell::new(Instant::now()));
+    let activity = Cell::new(Instant::now());
     let (a_fd, b_fd) = (a.as_raw_fd(), b.as_raw_fd());
     let fail_fast = |r: io::Result<u64>| {
         if r.is_err() {
@@ -177,14 +192,23 @@ pub async fn splice_tunnel(a: TcpStream, b: TcpStream, idle: Duration) -> io::Re
         }
         r
     };
-    let both = futures_lite::future::zip(
-        async { fail_fast(splice_one_way(a_fd, b_fd, &activity).await) },
-        async { fail_fast(splice_one_way(b_fd, a_fd, &activity).await) },
-    );
-    let outcome = futures_lite::future::or(async { Some(both.await) }, async {
-        idle_watch(&activity, idle).await;
-        None
-    })
+    // Built in place: a future kept in a local and then awaited inside another
+    // would be stored twice in this one (an idle tunnel's whole state is this).
+    let outcome = futures_lite::future::or(
+        async {
+            Some(
+                futures_lite::future::zip(
+                    async { fail_fast(splice_one_way(a_fd, b_fd, &activity).await) },
+                    async { fail_fast(splice_one_way(b_fd, a_fd, &activity).await) },
+                )
+                .await,
+            )
+        },
+        async {
+            idle_watch(&activity, idle).await;
+            None
+        },
+    )
     .await;
     match outcome {
         Some((ab, ba)) => Ok(Moved {
@@ -232,15 +256,23 @@ pub async fn copy_tunnel(a: Conn, b: Conn, idle: Duration) -> io::Result<Moved> 
     };
     let (a_r, a_w) = futures_lite::io::split(a);
     let (b_r, b_w) = futures_lite::io::split(b);
-    let activity = Rc::new(Cell::new(Instant::now()));
-    let both = futures_lite::future::zip(
-        async { fail_fast(copy_one_way(a_r, b_w, &activity).await) },
-        async { fail_fast(copy_one_way(b_r, a_w, &activity).await) },
-    );
-    let outcome = futures_lite::future::or(async { Some(both.await) }, async {
-        idle_watch(&activity, idle).await;
-        None
-    })
+    let activity = Cell::new(Instant::now());
+    // Built in place, as in `splice_tunnel`.
+    let outcome = futures_lite::future::or(
+        async {
+            Some(
+                futures_lite::future::zip(
+                    async { fail_fast(copy_one_way(a_r, b_w, &activity).await) },
+                    async { fail_fast(copy_one_way(b_r, a_w, &activity).await) },
+                )
+                .await,
+            )
+        },
+        async {
+            idle_watch(&activity, idle).await;
+            None
+        },
+    )
     .await;
     match outcome {
         Some((ab, ba)) => Ok(Moved {
@@ -251,11 +283,26 @@ pub async fn copy_tunnel(a: Conn, b: Conn, idle: Duration) -> io::Result<Moved> 
     }
 }
 
-/// Relay `a` and `b` both ways with the best relay for their kinds.
+/// Relay `a` and `b` both ways with the best relay for their kinds: splice for two
+/// plain sockets (as bare descriptors, the streams dropped), copy otherwise or when
+/// no descriptor is left to spare.
 pub async fn tunnel(a: Conn, b: Conn, idle: Duration) -> io::Result<Moved> {
+    match spliceable(&a, &b) {
+        Some((fa, fb)) => {
+            drop((a, b));
+            splice_tunnel(fa, fb, idle).await
+        }
+        None => copy_tunnel(a, b, idle).await,
+    }
+}
+
+/// Descriptors of their own for two plain sockets, for [`splice_tunnel`] (the
+/// caller then drops the streams); `None` when either is TLS or no descriptor is
+/// left to spare.
+pub fn spliceable(a: &Conn, b: &Conn) -> Option<(OwnedFd, OwnedFd)> {
     match (a, b) {
-        (Conn::Plain(a), Conn::Plain(b)) => splice_tunnel(a, b, idle).await,
-        (a, b) => copy_tunnel(a, b, idle).await,
+        (Conn::Plain(a), Conn::Plain(b)) => Some((dup(a).ok()?, dup(b).ok()?)),
+        _ => None,
     }
 }
 
@@ -287,7 +334,11 @@ mod tests {
                 let l = TcpListener::bind("127.0.0.1:0").unwrap();
                 let (mut client, x) = pair(&l).await;
                 let (y, mut server) = pair(&l).await;
-                let relay = glommio::spawn_local(splice_tunnel(x, y, Duration::from_secs(10)));
+                let relay = glommio::spawn_local(tunnel(
+                    Conn::Plain(x),
+                    Conn::Plain(y),
+                    Duration::from_secs(10),
+                ));
                 let up = pattern(len, 1);
                 let down = pattern(len / 2 + 7, 2);
                 let (up2, down2) = (up.clone(), down.clone());
@@ -338,6 +389,7 @@ mod tests {
                 let l = TcpListener::bind("127.0.0.1:0").unwrap();
                 let (_client, x) = pair(&l).await;
                 let (y, _server) = pair(&l).await;
+                let (x, y) = (dup(&x).unwrap(), dup(&y).unwrap());
                 let r = splice_tunnel(x, y, Duration::from_millis(100)).await;
                 assert_eq!(r.unwrap_err().kind(), io::ErrorKind::TimedOut);
             })

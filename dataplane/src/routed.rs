@@ -715,15 +715,17 @@ pub async fn serve(
     let idle = proxy.idle_timeout;
     drop(snapshot);
 
-    {
-        let mut m = ctx.metrics.borrow_mut();
-        m.bytes(service, Direction::ClientToTarget, sent as u64);
-        m.tunnel_open(service);
-    }
-    let moved = match record_route {
-        Some(rr) => sip_relay(client, target, std::mem::take(&mut buf), &rr, limit, idle).await,
-        None => crate::relay::tunnel(client, target, idle).await,
+    ctx.metrics
+        .borrow_mut()
+        .bytes(service, Direction::ClientToTarget, sent as u64);
+    let Some(rr) = record_route else {
+        // A plain relay from here on: a task of its own, and this session (with its
+        // sniffing buffer) ends.
+        crate::shard::spawn_tunnel(ctx, service, client, target, idle);
+        return;
     };
+    ctx.metrics.borrow_mut().tunnel_open(service);
+    let moved = sip_relay(client, target, std::mem::take(&mut buf), &rr, limit, idle).await;
     let mut m = ctx.metrics.borrow_mut();
     m.tunnel_close(service);
     if let Ok(moved) = moved {

@@ -21,7 +21,7 @@ use glommio::net::{TcpListener, TcpStream};
 use glommio::Task;
 use portico_control::event::{Event, EventSender};
 use portico_control::log::{LogRecord, Outcome};
-use portico_control::metrics::{Hist, RejectKind, ShardMetrics};
+use portico_control::metrics::{Direction, Hist, RejectKind, ShardMetrics};
 use portico_control::snapshot::Shared;
 
 use crate::conn::Conn;
@@ -190,6 +190,43 @@ impl Drop for ActiveGuard {
         self.0.active.set(self.0.active.get().saturating_sub(1));
         self.0.metrics.borrow_mut().conn_close(self.1);
     }
+}
+
+/// Relay `a` (the client) and `b` (the target) both ways in a task of their own,
+/// counted as an active connection and an open tunnel of `service`. The caller's task
+/// ends right after: a tunnel (which may live for hours, e.g. a registered phone)
+/// then holds only its two sockets and the relay's state, not the session that
+/// routed it (its buffers, its future).
+pub fn spawn_tunnel(ctx: Rc<ShardCtx>, service: Service, a: Conn, b: Conn, idle: Duration) {
+    let guard = ActiveGuard::new(ctx, service);
+    guard.0.metrics.borrow_mut().tunnel_open(service);
+    // One task type per relay, each as large as its own state only.
+    match crate::relay::spliceable(&a, &b) {
+        Some((fa, fb)) => {
+            drop((a, b));
+            spawn_relay(guard, crate::relay::splice_tunnel(fa, fb, idle))
+        }
+        None => spawn_relay(guard, crate::relay::copy_tunnel(a, b, idle)),
+    }
+}
+
+fn spawn_relay(
+    guard: ActiveGuard,
+    relay: impl std::future::Future<Output = std::io::Result<crate::relay::Moved>> + 'static,
+) {
+    let service = guard.1;
+    glommio::spawn_local(async move {
+        let moved = relay.await;
+        let mut m = guard.0.metrics.borrow_mut();
+        m.tunnel_close(service);
+        if let Ok(moved) = moved {
+            m.bytes(service, Direction::ClientToTarget, moved.a_to_b);
+            m.bytes(service, Direction::TargetToClient, moved.b_to_a);
+        }
+        drop(m);
+        drop(guard);
+    })
+    .detach();
 }
 
 /// Who asked for what: the fields of a log line besides its outcome.

@@ -6,7 +6,9 @@
 # throughput (HTTP Upgrade, then relayed bytes), SIP REGISTER (new connection and
 # persistent), LDAP bind+search, H.323 first-message routing (a committed H.225.0
 # vector per new connection, echoed back by the target), and idle memory per
-# connection. Prints one table of medians and ratios.
+# connection (an idle upgraded tunnel twice: in a portico process of its own that has
+# served nothing, and after the HTTP idle run in the loaded one). Prints one table of
+# medians and ratios.
 #
 # Placement (this machine has 2 cores):
 #   CPU 0: the proxy under test — portico (1 shard) or HAProxy (nbthread 1); both are
@@ -125,6 +127,9 @@ T_H323=$((P + 6)) PO_H323=$((P + 14)) HA_H323=$((P + 35))
 ALL_PORTS=($T_HTTP $T_TLS $T_UPGRADE $T_SIP $T_LDAP $PO_HTTP $PO_HTTPS $PO_SIP $PO_LDAP $PR_HTTPS
     $HA_HTTP $HA_HTTPS_EC $HA_HTTPS_RSA $HA_SIP $HA_LDAP)
 ALL_PORTS+=($T_H323 $PO_H323 $HA_H323)
+# A portico of its own for idle tunnels in a fresh process (HTTP only).
+PU_HTTP=$((P + 18))
+ALL_PORTS+=($PU_HTTP)
 # TURN (UDP): the echo peer, portico's TURN server (and its HTTP port, which
 # wait_listening watches), coturn (UDP and TCP).
 T_TURN_PEER=$((P + 7)) PT_TURN=$((P + 16)) PT_HTTP=$((P + 17)) CO_TURN=$((P + 36))
@@ -331,6 +336,11 @@ start portico-rsa "$PR_HTTPS" 0 "$PORTICO" run --config "$OUT/portico-rsa.toml" 
 PORTICO_RSA_PID=${PIDS[-1]}
 start haproxy "$HA_HTTP" 0 haproxy -db -f "$OUT/haproxy.cfg"
 HAPROXY_PID=${PIDS[-1]}
+# The same rules, HTTP only, for idle tunnels in a process that has served nothing.
+sed -e "s/^http = $PO_HTTP\$/http = $PU_HTTP/" -e '/^\(https\|sip\|ldap\|h323\) = /d' \
+    "$OUT/portico.toml" >"$OUT/portico-tunnel.toml"
+start portico-tunnel "$PU_HTTP" 0 "$PORTICO" run --config "$OUT/portico-tunnel.toml" --shards 1
+PORTICO_TUNNEL_PID=${PIDS[-1]}
 
 # TURN: portico with only [turn], and coturn; the same users (bench0..bench31 for the
 # load and the idle allocations, as portico allows 64 allocations per user and shard;
@@ -498,6 +508,7 @@ cpu_ticks() { # system -> utime+stime of the proxy (empty for direct)
     case "$1" in
         portico) pid=$PORTICO_PID ;;
         portico-rsa) pid=$PORTICO_RSA_PID ;;
+        portico-tunnel) pid=$PORTICO_TUNNEL_PID ;;
         portico-turn) pid=$PORTICO_TURN_PID ;;
         coturn) pid=$COTURN_PID ;;
         haproxy) pid=$HAPROXY_PID ;;
@@ -530,6 +541,8 @@ bench idle-http portico "$BENCH" idle --url "http://$HOST$PATH_REQ" --connect "1
 # reuse that memory, so this is a lower bound), for both proxies.
 bench idle-tunnel portico "$BENCH" idle --upgrade --url "http://$HOST/ws" --connect "127.0.0.1:$PO_HTTP" \
     --pid "$PORTICO_PID" --connections "$IDLE_CONNECTIONS" --cpu 1
+bench idle-tunnel-fresh portico-tunnel "$BENCH" idle --upgrade --url "http://$HOST/ws" --connect "127.0.0.1:$PU_HTTP" \
+    --pid "$PORTICO_TUNNEL_PID" --connections "$IDLE_CONNECTIONS" --cpu 1
 bench idle-https portico-rsa "$BENCH" idle --url "https://$HOST$PATH_REQ" --connect "127.0.0.1:$PR_HTTPS" \
     --pid "$PORTICO_RSA_PID" --connections "$IDLE_CONNECTIONS" --cpu 1
 bench idle-http haproxy "$BENCH" idle --url "http://$HOST$PATH_REQ" --connect "127.0.0.1:$HA_HTTP" \
@@ -658,7 +671,8 @@ SCEN = [
     ("turn-fixed", "TURN RTT p99, fixed rate (vs coturn)", "µs", lambda r: r["latency_us"]["p99"]),
     ("idle-http", "idle HTTP keep-alive conn.", "B/conn", lambda r: r["rss_per_connection_bytes"]),
     ("idle-https", "idle HTTPS keep-alive conn.", "B/conn", lambda r: r["rss_per_connection_bytes"]),
-    ("idle-tunnel", "idle plain tunnel (upgraded)", "B/conn", lambda r: r["rss_per_connection_bytes"]),
+    ("idle-tunnel-fresh", "idle plain tunnel, fresh process", "B/conn", lambda r: r["rss_per_connection_bytes"]),
+    ("idle-tunnel", "idle plain tunnel, after HTTP idle", "B/conn", lambda r: r["rss_per_connection_bytes"]),
     ("idle-turn", "idle TURN allocation (vs coturn)", "B/alloc", lambda r: r["rss_per_allocation_bytes"]),
 ]
 TURN = ("turn-max", "turn-fixed", "idle-turn")
@@ -675,7 +689,8 @@ hdr = f"| {'scenario':<{LW}} | {'unit':<9} | {'portico':>9} | {'HAProxy':>9} | {
 print(hdr)
 print("|" + "|".join("-" * (len(c)) for c in hdr.split("|")[1:-1]) + "|")
 for name, label, unit, f in SCEN:
-    psys = "portico-rsa" if name in ("https-hs-rsa", "idle-https") else "portico-turn" if name in TURN else "portico"
+    psys = "portico-rsa" if name in ("https-hs-rsa", "idle-https") else "portico-turn" if name in TURN \
+        else "portico-tunnel" if name == "idle-tunnel-fresh" else "portico"
     p = med(get(name, psys, f))
     h = med(get(name, "coturn" if name in TURN else "haproxy", f))
     d = med(get(name, "direct", f))
@@ -687,7 +702,8 @@ for name, label, unit, f in SCEN:
 print()
 print("* SIP/LDAP/H.323 HAProxy column: TCP-mode relay without From / bind-domain / gatekeeper-id routing.")
 print("  idle HTTPS: portico-rsa (fresh process, RSA cert) vs HAProxy's RSA frontend (measured after its HTTP idle run).")
-print("  idle tunnel: both measured after their HTTP idle run in the same process (a lower bound).")
+print("  idle tunnel, fresh process: a portico of its own (HTTP only) that has served nothing before.")
+print("  idle tunnel, after HTTP idle: both proxies, after their HTTP idle run in the same process (a lower bound).")
 def turn_note(name, system):
     loss = med(get(name, system, lambda r: r["loss_pct"]))
     return "—" if loss is None else "%.3f %%" % loss

@@ -11,8 +11,11 @@
 //! traffic per packet (the allocation quotas are counted process-wide in a
 //! `QuotaLedger`, touched once per Allocate and once per allocation end).
 //!
-//! UDP is batched: each socket's task waits for readiness (an io_uring poll, no
-//! buffer), then drains the socket with nonblocking `recvmmsg` (32 datagrams a call)
+//! UDP is batched: each listener's task waits for readiness (an io_uring poll, no
+//! buffer); the relay sockets are all in one epoll set per shard, whose readiness is
+//! one io_uring poll and one task (an allocation then costs its socket and a map
+//! entry, no task and no pending poll of its own). A ready socket is drained with
+//! nonblocking `recvmmsg` (32 datagrams a call)
 //! into the shard's one set of slots, hands each datagram to the core and sends the
 //! answers with one `sendmmsg` per run of the same outgoing socket
 //! ([`crate::udp_batch`]). A peer datagram lands four bytes into its slot so the
@@ -24,8 +27,8 @@
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::os::fd::{AsRawFd, FromRawFd, RawFd};
-use std::rc::{Rc, Weak};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::rc::Rc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
@@ -150,20 +153,22 @@ pub fn turn_config(config: &Config) -> Option<TurnConfig> {
     Some(c)
 }
 
-/// A relay socket with the task that receives on it.
+/// A relay socket (nonblocking, in the shard's epoll set while it lives).
 struct RelaySocket {
-    socket: Rc<UdpSocket>,
-    /// Dropping the task cancels it (on release).
-    _task: Option<Task<()>>,
+    socket: std::net::UdpSocket,
     dont_fragment: bool,
 }
 
 /// The shard's relay sockets: the [`RelayIo`] the protocol core binds through.
 struct Relays {
-    shard: Weak<TurnShard>,
     range: PortRange,
     next: u32,
     sockets: HashMap<SocketAddr, RelaySocket>,
+    /// The relayed address of each socket, by descriptor (what epoll reports).
+    by_fd: HashMap<RawFd, SocketAddr>,
+    /// The epoll set of the relay sockets; `None` if the kernel refused one (then
+    /// no allocation can be made on this shard).
+    epoll: Option<OwnedFd>,
     /// Ports held for EVEN-PORT reservations (bound, not received on).
     held: HashMap<SocketAddr, std::net::UdpSocket>,
 }
@@ -230,18 +235,24 @@ impl Relays {
     fn activate(&mut self, socket: std::net::UdpSocket) -> Result<SocketAddr, BindError> {
         let addr = socket.local_addr().map_err(|_| BindError::Os)?;
         socket.set_nonblocking(true).map_err(|_| BindError::Os)?;
-        let fd: RawFd = std::os::fd::IntoRawFd::into_raw_fd(socket);
-        // SAFETY: `fd` was just taken from a socket we own; glommio owns it now.
-        let socket = Rc::new(unsafe { UdpSocket::from_raw_fd(fd) });
-        let task = self
-            .shard
-            .upgrade()
-            .map(|shard| glommio::spawn_local(relay_loop(shard, socket.clone(), addr)));
+        let epoll = self.epoll.as_ref().ok_or(BindError::Os)?;
+        let fd = socket.as_raw_fd();
+        // Level-triggered: a socket left with datagrams (a batch's worth taken per
+        // round) is reported again.
+        let mut event = libc::epoll_event {
+            events: libc::EPOLLIN as u32,
+            u64: fd as u64,
+        };
+        // SAFETY: both descriptors are open; `event` is a valid epoll_event.
+        let r = unsafe { libc::epoll_ctl(epoll.as_raw_fd(), libc::EPOLL_CTL_ADD, fd, &mut event) };
+        if r < 0 {
+            return Err(BindError::Os);
+        }
+        self.by_fd.insert(fd, addr);
         self.sockets.insert(
             addr,
             RelaySocket {
                 socket,
-                _task: task,
                 dont_fragment: false,
             },
         );
@@ -286,7 +297,21 @@ impl RelayIo for Relays {
     }
 
     fn release(&mut self, relay: SocketAddr) {
-        self.sockets.remove(&relay);
+        if let Some(rs) = self.sockets.remove(&relay) {
+            let fd = rs.socket.as_raw_fd();
+            self.by_fd.remove(&fd);
+            if let Some(epoll) = &self.epoll {
+                // SAFETY: both descriptors are open; DEL ignores the event argument.
+                unsafe {
+                    libc::epoll_ctl(
+                        epoll.as_raw_fd(),
+                        libc::EPOLL_CTL_DEL,
+                        fd,
+                        std::ptr::null_mut(),
+                    );
+                }
+            }
+        }
         self.held.remove(&relay);
     }
 }
@@ -327,7 +352,7 @@ impl TurnShard {
         };
         let range = config.relay_ports;
         let generation = ctx.shared.rules().generation;
-        Rc::new_cyclic(|weak| TurnShard {
+        Rc::new(TurnShard {
             ctx,
             server: RefCell::new({
                 let mut server = TurnServer::new(config, secret, anchor);
@@ -335,12 +360,13 @@ impl TurnShard {
                 server
             }),
             relays: RefCell::new(Relays {
-                shard: weak.clone(),
                 range,
                 // Shards start at different places in the range, so they rarely race
                 // for the same port.
                 next: (shard_index as u32).wrapping_mul(7919),
                 sockets: HashMap::new(),
+                by_fd: HashMap::new(),
+                epoll: epoll_set(),
                 held: HashMap::new(),
             }),
             out: RefCell::new(Vec::with_capacity(1500)),
@@ -356,6 +382,7 @@ impl TurnShard {
     pub fn stop(&self) {
         let mut relays = self.relays.borrow_mut();
         relays.sockets.clear();
+        relays.by_fd.clear();
         relays.held.clear();
         self.streams.borrow_mut().clear();
         self.udp.borrow_mut().clear();
@@ -384,6 +411,7 @@ impl TurnShard {
                 }
             }
         }
+        tasks.push(glommio::spawn_local(relay_poll_loop(self.clone())));
         tasks.push(glommio::spawn_local(timer_loop(self.clone())));
         tasks
     }
@@ -402,19 +430,23 @@ impl TurnShard {
                 payload,
                 dont_fragment,
             } => {
-                let socket = {
-                    let mut relays = self.relays.borrow_mut();
-                    let Some(rs) = relays.sockets.get_mut(&relay) else {
-                        return;
-                    };
-                    if dont_fragment && !rs.dont_fragment {
-                        set_dont_fragment(rs.socket.as_raw_fd(), relay.is_ipv6());
-                        rs.dont_fragment = true;
-                    }
-                    rs.socket.clone()
+                let mut relays = self.relays.borrow_mut();
+                let Some(rs) = relays.sockets.get_mut(&relay) else {
+                    return;
                 };
-                if let Some(data) = packet.get(payload) {
-                    let _ = socket.send_to(data, peer).await;
+                if dont_fragment && !rs.dont_fragment {
+                    set_dont_fragment(rs.socket.as_raw_fd(), relay.is_ipv6());
+                    rs.dont_fragment = true;
+                }
+                // Nonblocking, as on the batched path: refused means dropped.
+                let sent = packet
+                    .get(payload)
+                    .map(|data| rs.socket.send_to(data, peer));
+                drop(relays);
+                if let Some(Err(_)) = sent {
+                    self.server
+                        .borrow_mut()
+                        .count_io_drops(DropReason::SendFailed, 1);
                 }
             }
             ClientAction::Drop(_) => {}
@@ -658,8 +690,54 @@ async fn udp_loop(shard: Rc<TurnShard>, socket: Rc<UdpSocket>, local: SocketAddr
     drain_loop(&socket, |fd| shard.client_batch(fd, local)).await
 }
 
-async fn relay_loop(shard: Rc<TurnShard>, socket: Rc<UdpSocket>, relay: SocketAddr) {
-    drain_loop(&socket, |fd| shard.peer_batch(fd, relay)).await
+/// Ready relay sockets reported at once by one `epoll_wait`.
+const EPOLL_EVENTS: usize = 64;
+
+fn epoll_set() -> Option<OwnedFd> {
+    // SAFETY: no memory is passed; a nonnegative result is a new descriptor we own.
+    let fd = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
+    // SAFETY: as above.
+    (fd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// The shard's relay sockets: wait until the epoll set has a ready socket (one
+/// io_uring poll on the set), then take one batch from each ready socket per round
+/// until none is ready. A socket with more than a batch queued is reported again in
+/// the next round, so one busy peer cannot starve the others.
+async fn relay_poll_loop(shard: Rc<TurnShard>) {
+    let Some(epfd) = shard.relays.borrow().epoll.as_ref().map(|e| e.as_raw_fd()) else {
+        return;
+    };
+    let mut events = vec![libc::epoll_event { events: 0, u64: 0 }; EPOLL_EVENTS];
+    loop {
+        if glommio::net::wait_readable(epfd).await.is_err() {
+            glommio::timer::sleep(Duration::from_millis(10)).await;
+            continue;
+        }
+        loop {
+            // SAFETY: `events` has room for EPOLL_EVENTS entries; timeout 0: no wait.
+            let n = unsafe { libc::epoll_wait(epfd, events.as_mut_ptr(), EPOLL_EVENTS as i32, 0) };
+            let Ok(n) = usize::try_from(n) else { break };
+            if n == 0 {
+                break;
+            }
+            let mut received = 0;
+            for event in events.get(..n).unwrap_or_default() {
+                let fd = event.u64 as RawFd;
+                let relay = shard.relays.borrow().by_fd.get(&fd).copied();
+                if let Some(relay) = relay {
+                    // An error (e.g. a queued ICMP error) is reported once by the
+                    // receive and cleared; the socket goes on.
+                    received += shard.peer_batch(fd, relay).unwrap_or(0);
+                }
+            }
+            if received == 0 {
+                // Ready with nothing to take: back to the poll, no spinning.
+                break;
+            }
+            glommio::yield_if_needed().await;
+        }
+    }
 }
 
 /// Wait for a datagram, then drain the socket a batch at a time with `batch` (which

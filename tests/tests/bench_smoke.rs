@@ -86,7 +86,8 @@ fn compare_quick_prints_every_row() {
         "H.323",
         "TURN",
         "idle HTTP",
-        "idle plain tunnel",
+        "idle plain tunnel, fresh process",
+        "idle plain tunnel, after HTTP idle",
         "p99 at ½",
     ];
     for want in expected {

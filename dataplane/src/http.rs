@@ -298,6 +298,10 @@ impl Session {
         idle_timeout: std::time::Duration,
     ) -> Result<RequestHead, HeadEnd> {
         let mut deadline = first.then(|| Instant::now() + header_timeout);
+        // After the first request, `serve` has waited for the next one's first byte
+        // (`wait_for_request`): the first read goes straight ahead, without a second
+        // readiness check (a syscall per request).
+        let mut known_readable = !first;
         loop {
             if !self.buf.is_empty() {
                 match parse_request(&self.buf, limits) {
@@ -322,7 +326,7 @@ impl Session {
             // requests the connection first waits for a byte with no buffer at all,
             // so an idle keep-alive connection holds none.
             let start_len = self.buf.len();
-            let read = if start_len == 0 {
+            let read = if start_len == 0 && !std::mem::take(&mut known_readable) {
                 // Idle between requests: a drain closes the connection now.
                 let ctx = self.ctx.clone();
                 let client = &mut self.client;

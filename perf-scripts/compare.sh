@@ -670,10 +670,14 @@ SCEN = [
     ("turn-fixed", "TURN RTT p50, fixed rate (vs coturn)", "µs", lambda r: r["latency_us"]["p50"]),
     ("turn-fixed", "TURN RTT p99, fixed rate (vs coturn)", "µs", lambda r: r["latency_us"]["p99"]),
     ("idle-http", "idle HTTP keep-alive conn.", "B/conn", lambda r: r["rss_per_connection_bytes"]),
+    ("idle-http", "  the same, 2nd half only †", "B/conn", lambda r: r.get("rss_marginal_per_connection_bytes")),
     ("idle-https", "idle HTTPS keep-alive conn.", "B/conn", lambda r: r["rss_per_connection_bytes"]),
+    ("idle-https", "  the same, 2nd half only †", "B/conn", lambda r: r.get("rss_marginal_per_connection_bytes")),
     ("idle-tunnel-fresh", "idle plain tunnel, fresh process", "B/conn", lambda r: r["rss_per_connection_bytes"]),
+    ("idle-tunnel-fresh", "  the same, 2nd half only †", "B/conn", lambda r: r.get("rss_marginal_per_connection_bytes")),
     ("idle-tunnel", "idle plain tunnel, after HTTP idle", "B/conn", lambda r: r["rss_per_connection_bytes"]),
     ("idle-turn", "idle TURN allocation (vs coturn)", "B/alloc", lambda r: r["rss_per_allocation_bytes"]),
+    ("idle-turn", "  the same, 2nd half only †", "B/alloc", lambda r: r.get("rss_marginal_per_allocation_bytes")),
 ]
 TURN = ("turn-max", "turn-fixed", "idle-turn")
 def fmt(v, unit):
@@ -703,6 +707,8 @@ print()
 print("* SIP/LDAP/H.323 HAProxy column: TCP-mode relay without From / bind-domain / gatekeeper-id routing.")
 print("  idle HTTPS: portico-rsa (fresh process, RSA cert) vs HAProxy's RSA frontend (measured after its HTTP idle run).")
 print("  idle tunnel, fresh process: a portico of its own (HTTP only) that has served nothing before.")
+print("  † VmRSS growth per connection/allocation over the second half of the opened ones alone (VmRSS read at")
+print("    half, after a settle): what one more costs, without what the first ones paid once for the process.")
 print("  idle tunnel, after HTTP idle: both proxies, after their HTTP idle run in the same process (a lower bound).")
 def turn_note(name, system):
     loss = med(get(name, system, lambda r: r["loss_pct"]))

@@ -52,6 +52,11 @@ pub struct IdleReport {
     pub rss_after_kib: u64,
     /// (after − before) / open connections, bytes.
     pub rss_per_connection_bytes: f64,
+    /// Open connections and VmRSS when half of them were opened (after a settle).
+    pub connections_at_mid: usize,
+    pub rss_mid_kib: Option<u64>,
+    /// VmRSS growth per connection over the second half alone (see [`marginal`]).
+    pub rss_marginal_per_connection_bytes: Option<f64>,
     pub error_total: u64,
     pub errors: std::collections::BTreeMap<String, u64>,
 }
@@ -68,12 +73,24 @@ impl IdleReport {
             "  per conn     {:>12.0} bytes\n",
             self.rss_per_connection_bytes
         );
+        if let Some(m) = self.rss_marginal_per_connection_bytes {
+            s += &format!("  2nd half     {m:>12.0} bytes per conn\n");
+        }
         s += &format!("  errors       {:>12}\n", self.error_total);
         for (kind, n) in &self.errors {
             s += &format!("    {kind:<20} {n:>8}\n");
         }
         s
     }
+}
+
+/// VmRSS growth per item over the second half of a run, bytes: from `mid_kib` with
+/// `mid_n` items open to `after_kib` with `n`. What one more connection or allocation
+/// costs, without what the first ones paid once for the whole process (allocator
+/// pages and tables sized on first use, buffers touched once). `None` without a
+/// second half.
+pub fn marginal(mid_kib: u64, mid_n: usize, after_kib: u64, n: usize) -> Option<f64> {
+    (n > mid_n).then(|| (after_kib as f64 - mid_kib as f64) * 1024.0 / (n - mid_n) as f64)
 }
 
 /// `VmRSS` of a process, KiB.
@@ -134,40 +151,52 @@ pub fn run(load: IdleLoad) -> Result<IdleReport> {
             let plan = Rc::new(Plan::single(addr, tls, request, l.timeout, hard_stop));
             let mut open: Vec<Conn> = Vec::with_capacity(l.connections);
             let mut errors = std::collections::BTreeMap::<String, u64>::new();
-            let mut remaining = l.connections;
-            while remaining > 0 {
-                let batch = remaining.min(l.concurrency.max(1));
-                remaining -= batch;
-                let tasks: Vec<_> = (0..batch)
-                    .map(|_| {
-                        let (plan, want) = (plan.clone(), want.clone());
-                        glommio::spawn_local(async move {
-                            let mut c = Conn::open(&plan).await?;
-                            match c.exchange(&plan).await? {
-                                (101, _) if want.contains(&101) => Ok(c),
-                                (s, false) if want.contains(&s) => Ok(c),
-                                (s, true) if want.contains(&s) => Err("server closed"),
-                                _ if want.contains(&101) => Err("status not 101"),
-                                _ => Err("status not 2xx"),
-                            }
+            // Two halves, VmRSS read after each (for the marginal cost).
+            let first_half = l.connections / 2;
+            let mut mid = None;
+            for (half, count) in [first_half, l.connections - first_half]
+                .into_iter()
+                .enumerate()
+            {
+                let mut remaining = count;
+                while remaining > 0 {
+                    let batch = remaining.min(l.concurrency.max(1));
+                    remaining -= batch;
+                    let tasks: Vec<_> = (0..batch)
+                        .map(|_| {
+                            let (plan, want) = (plan.clone(), want.clone());
+                            glommio::spawn_local(async move {
+                                let mut c = Conn::open(&plan).await?;
+                                match c.exchange(&plan).await? {
+                                    (101, _) if want.contains(&101) => Ok(c),
+                                    (s, false) if want.contains(&s) => Ok(c),
+                                    (s, true) if want.contains(&s) => Err("server closed"),
+                                    _ if want.contains(&101) => Err("status not 101"),
+                                    _ => Err("status not 2xx"),
+                                }
+                            })
                         })
-                    })
-                    .collect();
-                for t in tasks {
-                    match t.await {
-                        Ok(c) => open.push(c),
-                        Err(k) => *errors.entry(k.to_string()).or_insert(0) += 1,
+                        .collect();
+                    for t in tasks {
+                        match t.await {
+                            Ok(c) => open.push(c),
+                            Err(k) => *errors.entry(k.to_string()).or_insert(0) += 1,
+                        }
                     }
+                }
+                if half == 0 && count > 0 {
+                    glommio::timer::sleep(l.settle).await;
+                    mid = vm_rss_kib(l.pid).ok().map(|kib| (open.len(), kib));
                 }
             }
             glommio::timer::sleep(l.settle).await;
             let after = vm_rss_kib(l.pid);
             let n = open.len();
             drop(open);
-            (n, after.map_err(|e| e.to_string()), errors)
+            (n, after.map_err(|e| e.to_string()), errors, mid)
         }
     })?;
-    let (n, after, errors) = results.pop().context("no executor result")?;
+    let (n, after, errors, mid) = results.pop().context("no executor result")?;
     let after = after.map_err(anyhow::Error::msg)?;
     Ok(IdleReport {
         scenario: "idle",
@@ -191,6 +220,9 @@ pub fn run(load: IdleLoad) -> Result<IdleReport> {
         } else {
             0.0
         },
+        connections_at_mid: mid.map_or(0, |(m, _)| m),
+        rss_mid_kib: mid.map(|(_, kib)| kib),
+        rss_marginal_per_connection_bytes: mid.and_then(|(m, kib)| marginal(kib, m, after, n)),
         error_total: errors.values().sum(),
         errors,
     })
@@ -199,6 +231,16 @@ pub fn run(load: IdleLoad) -> Result<IdleReport> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn marginal_cost_is_the_second_half_slope() {
+        // 1000 more connections for 1500 KiB more: 1536 bytes each.
+        assert_eq!(marginal(10_000, 1000, 11_500, 2000), Some(1536.0));
+        // Shrinking is reported as it is (negative), nothing opened after the middle
+        // has no slope.
+        assert_eq!(marginal(10_000, 10, 9_999, 11), Some(-1024.0));
+        assert_eq!(marginal(10_000, 10, 12_000, 10), None);
+    }
 
     #[test]
     fn vm_rss_is_read() {

@@ -380,6 +380,13 @@ pub struct TurnReport {
     pub rss_after_kib: Option<u64>,
     /// (after − before) / allocations set up, bytes.
     pub rss_per_allocation_bytes: Option<f64>,
+    /// Allocations set up and VmRSS when half of them were (one thread, after a
+    /// settle).
+    pub allocations_at_mid: usize,
+    pub rss_mid_kib: Option<u64>,
+    /// VmRSS growth per allocation over the second half alone
+    /// ([`crate::idle::marginal`]).
+    pub rss_marginal_per_allocation_bytes: Option<f64>,
     pub error_total: u64,
     pub errors: BTreeMap<String, u64>,
 }
@@ -441,6 +448,9 @@ impl TurnReport {
                 "  per alloc.   {:>12.0} bytes",
                 self.rss_per_allocation_bytes.unwrap_or(0.0)
             );
+            if let Some(m) = self.rss_marginal_per_allocation_bytes {
+                let _ = writeln!(s, "  2nd half     {m:>12.0} bytes per allocation");
+            }
         }
         let _ = writeln!(s, "  errors       {:>12}", self.error_total);
         for (kind, n) in &self.errors {
@@ -1112,6 +1122,8 @@ struct ExecutorResult {
     setup: Stats,
     counts: Counts,
     rss_after: Option<Result<u64, String>>,
+    /// Allocations set up and VmRSS at the middle of the setup (one thread only).
+    rss_mid: Option<(usize, u64)>,
 }
 
 async fn run_executor(
@@ -1141,10 +1153,23 @@ async fn run_executor(
     if let Some(first) = mine.next() {
         sessions.extend(spawn(first).await.map(Rc::new));
     }
-    let tasks: Vec<_> = mine.map(spawn).collect();
-    for task in tasks {
-        if let Some(s) = task.await {
-            sessions.push(Rc::new(s));
+    // In two halves, VmRSS read between them (one thread, with --pid).
+    let rest: Vec<usize> = mine.collect();
+    let first_half = rest.len().div_ceil(2);
+    let mut rss_mid = None;
+    for (half, chunk) in [&rest[..first_half], &rest[first_half..]]
+        .into_iter()
+        .enumerate()
+    {
+        let tasks: Vec<_> = chunk.iter().map(|&i| spawn(i)).collect();
+        for task in tasks {
+            if let Some(s) = task.await {
+                sessions.push(Rc::new(s));
+            }
+        }
+        if let (0, 1, Some(pid)) = (half, threads, load.pid) {
+            glommio::timer::sleep(load.settle).await;
+            rss_mid = vm_rss_kib(pid).ok().map(|kib| (sessions.len(), kib));
         }
     }
     // Wait for every executor's setup; then the first one through fixes the start.
@@ -1224,6 +1249,7 @@ async fn run_executor(
         setup,
         counts,
         rss_after,
+        rss_mid,
     }
 }
 
@@ -1262,6 +1288,7 @@ pub fn run(load: TurnLoad) -> Result<TurnReport> {
     let mut setup = Stats::new();
     let mut counts = Counts::default();
     let mut rss_after = None;
+    let rss_mid = results.iter().find_map(|r| r.rss_mid);
     for r in &results {
         stats.merge(&r.stats);
         setup.merge(&r.setup);
@@ -1319,6 +1346,12 @@ pub fn run(load: TurnLoad) -> Result<TurnReport> {
             (Some(b), Some(a)) if counts.allocations_ok > 0 => {
                 Some((a as f64 - b as f64) * 1024.0 / counts.allocations_ok as f64)
             }
+            _ => None,
+        },
+        allocations_at_mid: rss_mid.map_or(0, |(m, _)| m),
+        rss_mid_kib: rss_mid.map(|(_, kib)| kib),
+        rss_marginal_per_allocation_bytes: match (rss_mid, rss_after) {
+            (Some((m, mid)), Some(a)) => crate::idle::marginal(mid, m, a, counts.allocations_ok),
             _ => None,
         },
         error_total: stats.error_total(),

@@ -276,11 +276,15 @@ impl Session {
     async fn wait_for_request(&mut self) -> bool {
         let idle = self.ctx.shared.peek_rules().config.proxy.idle_timeout;
         let ctx = self.ctx.clone();
-        let ready = within(idle, self.client.readable());
-        futures_lite::future::or(async { ready.await.is_some() }, async {
-            ctx.drain_started().await;
-            false
-        })
+        // Built in place (no future kept in a local and awaited inside another,
+        // which would be stored twice): an idle connection waits in this state.
+        futures_lite::future::or(
+            async { within(idle, self.client.readable()).await.is_some() },
+            async {
+                ctx.drain_started().await;
+                false
+            },
+        )
         .await
     }
 
@@ -330,11 +334,13 @@ impl Session {
                 // Idle between requests: a drain closes the connection now.
                 let ctx = self.ctx.clone();
                 let client = &mut self.client;
-                let ready = within(wait, client.readable());
-                match futures_lite::future::or(async { Some(ready.await) }, async {
-                    ctx.drain_started().await;
-                    None
-                })
+                match futures_lite::future::or(
+                    async { Some(within(wait, client.readable()).await) },
+                    async {
+                        ctx.drain_started().await;
+                        None
+                    },
+                )
                 .await
                 {
                     None => return Err(HeadEnd::Quiet),

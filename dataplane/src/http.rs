@@ -37,6 +37,8 @@ use portico_control::metrics::{Counter, Direction, Hist, RejectKind};
 
 /// Target connections kept per client connection.
 const MAX_TARGETS: usize = 8;
+/// A keep-alive client idle this long gives its target connections to the pool.
+const SHED_TARGETS_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
 const READ_CHUNK: usize = 16 * 1024;
 /// Bytes read at a time while a head is buffered (requests and responses).
 const HEAD_READ: usize = 4096;
@@ -242,8 +244,9 @@ fn release(buf: &mut Vec<u8>) {
 }
 
 impl Session {
-    /// The client connection ends: its target connections, each idle after a
-    /// complete response, go to the shard's pool for the next client (not while the
+    /// The client connection ends or has been idle for [`SHED_TARGETS_AFTER`]: its
+    /// target connections, each idle after a complete response, go to the shard's
+    /// pool for the next request of any client (closed when pooling is off or the
     /// shard drains).
     fn pool_targets(&mut self) {
         if self.ctx.draining() {
@@ -273,16 +276,35 @@ impl Session {
 
     /// Idle keep-alive: wait for the next request's first byte, with no buffer.
     /// False when the idle timeout passed or a drain started (close quietly).
+    ///
+    /// After [`SHED_TARGETS_AFTER`] without a request the target legs go to the
+    /// shard's pool: an idle client then holds no target connection (the target's
+    /// keep-alive slots serve whoever comes next), and a busy one keeps its own.
     async fn wait_for_request(&mut self) -> bool {
         let idle = self.ctx.shared.peek_rules().config.proxy.idle_timeout;
+        if self.targets.is_empty() || idle <= SHED_TARGETS_AFTER {
+            return self.wait_readable(idle).await.unwrap_or(false);
+        }
+        if let Some(ready) = self.wait_readable(SHED_TARGETS_AFTER).await {
+            return ready;
+        }
+        self.pool_targets();
+        self.wait_readable(idle - SHED_TARGETS_AFTER)
+            .await
+            .unwrap_or(false)
+    }
+
+    /// Wait up to `dur` for the client's next byte: `Some(true)` readable (or
+    /// closed: the read tells), `Some(false)` a drain started, `None` time ran out.
+    async fn wait_readable(&mut self, dur: std::time::Duration) -> Option<bool> {
         let ctx = self.ctx.clone();
         // Built in place (no future kept in a local and awaited inside another,
         // which would be stored twice): an idle connection waits in this state.
         futures_lite::future::or(
-            async { within(idle, self.client.readable()).await.is_some() },
+            async { within(dur, self.client.readable()).await.map(|()| true) },
             async {
                 ctx.drain_started().await;
-                false
+                Some(false)
             },
         )
         .await

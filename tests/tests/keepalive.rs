@@ -278,3 +278,33 @@ fn a_pooled_connection_the_target_closed_costs_the_client_nothing() {
     assert!(String::from_utf8_lossy(&post).ends_with("conn 5"));
     assert_eq!(target.accepted(), 5);
 }
+
+#[test]
+fn a_keepalive_client_idle_for_a_second_lends_its_target_connection() {
+    let lab = Lab::new();
+    let _portico = lab.start();
+    let port = lab.http_port();
+    let stream = connect(port);
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let mut writer = stream;
+    let get = |path: &str| format!("GET {path} HTTP/1.1\r\nHost: {HQ}\r\n\r\n");
+    writer.write_all(get("/PBX0/APPS/1").as_bytes()).unwrap();
+    assert_eq!(read_response(&mut reader).unwrap().status, 200);
+    // Idle past a second: the connection's target leg is in the shard's pool, and
+    // another client's request rides on it.
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    assert_eq!(get_and_close(port, HQ, "/PBX0/APPS/2").0, 200);
+    assert_eq!(
+        lab.master.http.connections(),
+        1,
+        "the idle client kept its leg"
+    );
+    // The idle client is still served, on a pooled connection or a new one.
+    writer.write_all(get("/PBX0/APPS/3").as_bytes()).unwrap();
+    let third = read_response(&mut reader).expect("the kept-alive client is served");
+    assert_eq!(third.text(), "master /PBX0/APPS/3");
+    assert_eq!(
+        lab.master.http.paths(),
+        ["/PBX0/APPS/1", "/PBX0/APPS/2", "/PBX0/APPS/3"]
+    );
+}

@@ -462,11 +462,25 @@ impl TurnReport {
 
 /// A UDP socket for glommio, made with socket2 (big buffers; no SO_REUSEPORT unless
 /// asked: two client sockets must never share an ephemeral port).
+/// A glommio UDP socket over [`std_udp_socket`].
 fn udp_socket(
     bind: SocketAddr,
     connect: Option<SocketAddr>,
     reuse_port: bool,
 ) -> io::Result<UdpSocket> {
+    let fd = std_udp_socket(bind, connect, reuse_port)?.into_raw_fd();
+    // SAFETY: `fd` is an open UDP socket that nothing else owns: `into_raw_fd` gave
+    // up ownership, which passes to the glommio socket.
+    Ok(unsafe { UdpSocket::from_raw_fd(fd) })
+}
+
+/// A UDP socket with large buffers, bound (with SO_REUSEPORT if asked) and, if
+/// `connect` is given, connected.
+fn std_udp_socket(
+    bind: SocketAddr,
+    connect: Option<SocketAddr>,
+    reuse_port: bool,
+) -> io::Result<std::net::UdpSocket> {
     use socket2::{Domain, Protocol, Socket, Type};
     let domain = if bind.is_ipv6() {
         Domain::IPV6
@@ -483,10 +497,7 @@ fn udp_socket(
     if let Some(c) = connect {
         s.connect(&c.into())?;
     }
-    let fd = std::net::UdpSocket::from(s).into_raw_fd();
-    // SAFETY: `fd` is an open UDP socket that nothing else owns: `into_raw_fd` gave
-    // up ownership, which passes to the glommio socket.
-    Ok(unsafe { UdpSocket::from_raw_fd(fd) })
+    Ok(s.into())
 }
 
 fn unspecified(like: &SocketAddr) -> SocketAddr {
@@ -1376,7 +1387,7 @@ pub fn run_peer(listen: SocketAddr, executors: &Executors) -> Result<()> {
             .as_deref()
             .filter(|l| !l.is_empty())
             .and_then(|l| l.get(i % l.len()).copied());
-        let sock = peer_socket(listen)?;
+        let sock = std_udp_socket(listen, None, true)?;
         handles.push(
             std::thread::Builder::new()
                 .name(format!("turn-peer-{i}"))
@@ -1402,21 +1413,6 @@ pub const PEER_BATCH: usize = 64;
 
 /// Largest datagram the peer echoes whole.
 const PEER_DATAGRAM: usize = 64 * 1024;
-
-fn peer_socket(listen: SocketAddr) -> io::Result<std::net::UdpSocket> {
-    use socket2::{Domain, Protocol, Socket, Type};
-    let domain = if listen.is_ipv6() {
-        Domain::IPV6
-    } else {
-        Domain::IPV4
-    };
-    let s = Socket::new(domain, Type::DGRAM.cloexec(), Some(Protocol::UDP))?;
-    let _ = s.set_recv_buffer_size(SOCKET_BUFFER);
-    let _ = s.set_send_buffer_size(SOCKET_BUFFER);
-    s.set_reuse_port(true)?;
-    s.bind(&listen.into())?;
-    Ok(s.into())
-}
 
 /// Pin the calling thread to `cpu` (best effort: a failure leaves it unbound).
 fn pin_to(cpu: usize) {

@@ -35,12 +35,7 @@ impl Conn {
     /// glommio patch, dataplane/vendor/glommio/PORTICO-PATCH.md). A closed
     /// socket or an error is "readable" too: the read that follows reports it.
     pub async fn readable(&mut self) {
-        let buffered = match self {
-            Conn::Plain(_) => false,
-            Conn::TlsServer(s) => tls_has_input(s.get_mut().1.process_new_packets()),
-            Conn::TlsClient(s) => tls_has_input(s.get_mut().1.process_new_packets()),
-        };
-        if !buffered {
+        if !self.tls_has_input() {
             let tcp = match self {
                 Conn::Plain(s) => s,
                 Conn::TlsServer(s) => s.get_mut().0,
@@ -54,12 +49,7 @@ impl Conn {
     /// to say: rustls holds no input (data, close_notify, an error) and a peek at the
     /// socket finds neither bytes nor EOF. One nonblocking syscall, no wait.
     pub fn idle_and_open(&mut self) -> bool {
-        let buffered = match self {
-            Conn::Plain(_) => false,
-            Conn::TlsServer(s) => tls_has_input(s.get_mut().1.process_new_packets()),
-            Conn::TlsClient(s) => tls_has_input(s.get_mut().1.process_new_packets()),
-        };
-        if buffered {
+        if self.tls_has_input() {
             return false;
         }
         let fd = std::os::fd::AsRawFd::as_raw_fd(self.tcp());
@@ -76,12 +66,19 @@ impl Conn {
         };
         n < 0 && io::Error::last_os_error().kind() == io::ErrorKind::WouldBlock
     }
-}
 
-fn tls_has_input(state: Result<rustls::IoState, rustls::Error>) -> bool {
-    match state {
-        Ok(state) => state.plaintext_bytes_to_read() > 0 || state.peer_has_closed(),
-        Err(_) => true,
+    /// What rustls already holds that a socket poll would not announce again:
+    /// plaintext, the peer's close_notify, or an error (false for plain TCP).
+    fn tls_has_input(&mut self) -> bool {
+        let state = match self {
+            Conn::Plain(_) => return false,
+            Conn::TlsServer(s) => s.get_mut().1.process_new_packets(),
+            Conn::TlsClient(s) => s.get_mut().1.process_new_packets(),
+        };
+        match state {
+            Ok(state) => state.plaintext_bytes_to_read() > 0 || state.peer_has_closed(),
+            Err(_) => true,
+        }
     }
 }
 

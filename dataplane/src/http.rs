@@ -249,17 +249,19 @@ impl Session {
     /// pool for the next request of any client (closed when pooling is off or the
     /// shard drains).
     fn pool_targets(&mut self) {
-        if self.ctx.draining() {
-            return;
-        }
         let now = Instant::now();
-        let mut pool = self.ctx.target_pool.borrow_mut();
-        for t in self.targets.drain(..) {
-            // Bytes past the response would be answered to the wrong request.
-            if t.buf.is_empty() {
-                // What the pool pushes out (a full key) is closed here.
-                drop(pool.put(t.key, t.conn, now));
-            }
+        for t in std::mem::take(&mut self.targets) {
+            self.lend(t, now);
+        }
+    }
+
+    /// Give one idle target connection to the shard's pool (closed when pooling is
+    /// off, the pool is full for its key, or the shard drains).
+    fn lend(&self, t: Target, now: Instant) {
+        // Bytes past the response would be answered to the wrong request.
+        if t.buf.is_empty() && !self.ctx.draining() {
+            // What the pool pushes out (a full key) is closed here.
+            drop(self.ctx.target_pool.borrow_mut().put(t.key, t.conn, now));
         }
     }
 
@@ -549,13 +551,9 @@ impl Session {
         }
 
         // A target connection: reused, or new. A reused one may have been closed by
-        // the target meanwhile; a request without body is then sent again once on a
-        // new connection.
-        // A target connection: reused, or new. A reused one may have been closed by
-        // the target meanwhile (its keep-alive timeout); a request without a body is
-        // then sent once more on a new connection.
-        // Only a request that can be sent again (idempotent, no body) goes on a
-        // connection that has been idle, in the pool or with this client.
+        // the target meanwhile (its keep-alive timeout), so only a request that can be
+        // sent again (idempotent, no body) takes one from the pool, and such a
+        // request is sent once more on a new connection if a reused one fails.
         let retryable = head.framing == BodyFraming::None && head.method.is_idempotent();
         let mut attempt = 0;
         let (index, resp) = loop {
@@ -754,10 +752,7 @@ impl Session {
     fn add_target(&mut self, key: PoolKey, conn: Conn) -> usize {
         if self.targets.len() >= MAX_TARGETS {
             let old = self.targets.remove(0);
-            if old.buf.is_empty() && !self.ctx.draining() {
-                let mut pool = self.ctx.target_pool.borrow_mut();
-                drop(pool.put(old.key, old.conn, Instant::now()));
-            }
+            self.lend(old, Instant::now());
         }
         self.targets.push(Target {
             key,

@@ -726,12 +726,7 @@ pub async fn serve(
     };
     ctx.metrics.borrow_mut().tunnel_open(service);
     let moved = sip_relay(client, target, std::mem::take(&mut buf), &rr, limit, idle).await;
-    let mut m = ctx.metrics.borrow_mut();
-    m.tunnel_close(service);
-    if let Ok(moved) = moved {
-        m.bytes(service, Direction::ClientToTarget, moved.a_to_b);
-        m.bytes(service, Direction::TargetToClient, moved.b_to_a);
-    }
+    ctx.tunnel_closed(service, moved);
 }
 
 #[cfg(test)]

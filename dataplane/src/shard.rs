@@ -136,6 +136,17 @@ impl ShardCtx {
         self.send(Event::Notice(msg));
     }
 
+    /// A relayed connection ended: the open-tunnel gauge goes down and the bytes it
+    /// moved are counted.
+    pub fn tunnel_closed(&self, service: Service, moved: std::io::Result<crate::relay::Moved>) {
+        let mut m = self.metrics.borrow_mut();
+        m.tunnel_close(service);
+        if let Ok(moved) = moved {
+            m.bytes(service, Direction::ClientToTarget, moved.a_to_b);
+            m.bytes(service, Direction::TargetToClient, moved.b_to_a);
+        }
+    }
+
     /// Once a second: close pooled target connections idle too long, and follow the
     /// pool's limits through reloads.
     fn purge_pool(&self) {
@@ -217,13 +228,7 @@ fn spawn_relay(
     let service = guard.1;
     glommio::spawn_local(async move {
         let moved = relay.await;
-        let mut m = guard.0.metrics.borrow_mut();
-        m.tunnel_close(service);
-        if let Ok(moved) = moved {
-            m.bytes(service, Direction::ClientToTarget, moved.a_to_b);
-            m.bytes(service, Direction::TargetToClient, moved.b_to_a);
-        }
-        drop(m);
+        guard.0.tunnel_closed(service, moved);
         drop(guard);
     })
     .detach();

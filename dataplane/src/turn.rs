@@ -377,8 +377,7 @@ impl TurnShard {
         })
     }
 
-    /// Close every relay socket and client queue (the shard is stopping); breaks
-    /// the reference cycles through the relay tasks.
+    /// Close every relay socket and client queue (the shard is stopping).
     pub fn stop(&self) {
         let mut relays = self.relays.borrow_mut();
         relays.sockets.clear();
@@ -679,15 +678,27 @@ fn set_dont_fragment(fd: RawFd, v6: bool) {
     }
 }
 
-/// Wait until `socket` has a datagram queued: an io_uring poll with no buffer (a
-/// glommio patch, dataplane/vendor/glommio/PORTICO-PATCH.md), so an idle relay
-/// socket holds no receive buffer.
-async fn readable(socket: &UdpSocket) -> bool {
-    socket.readable().await.is_ok()
-}
-
+/// A UDP listener: wait until a datagram is queued (an io_uring poll with no buffer,
+/// a glommio patch, dataplane/vendor/glommio/PORTICO-PATCH.md), then drain the
+/// socket a batch at a time, forever.
 async fn udp_loop(shard: Rc<TurnShard>, socket: Rc<UdpSocket>, local: SocketAddr) {
-    drain_loop(&socket, |fd| shard.client_batch(fd, local)).await
+    let fd = socket.as_raw_fd();
+    loop {
+        if socket.readable().await.is_err() {
+            glommio::timer::sleep(Duration::from_millis(10)).await;
+            continue;
+        }
+        loop {
+            match shard.client_batch(fd, local) {
+                Ok(n) if n == BATCH => glommio::yield_if_needed().await,
+                Ok(_) => break,
+                Err(_) => {
+                    glommio::timer::sleep(Duration::from_millis(10)).await;
+                    break;
+                }
+            }
+        }
+    }
 }
 
 /// Ready relay sockets reported at once by one `epoll_wait`.
@@ -736,30 +747,6 @@ async fn relay_poll_loop(shard: Rc<TurnShard>) {
                 break;
             }
             glommio::yield_if_needed().await;
-        }
-    }
-}
-
-/// Wait for a datagram, then drain the socket a batch at a time with `batch` (which
-/// returns how many it received), forever.
-async fn drain_loop(socket: &UdpSocket, mut batch: impl FnMut(RawFd) -> std::io::Result<usize>) {
-    let fd = socket.as_raw_fd();
-    loop {
-        // Wait for a datagram first: glommio runs a spawned task at once, and this one
-        // may be spawned from inside a batch (an Allocate binding its relay socket).
-        if !readable(socket).await {
-            glommio::timer::sleep(Duration::from_millis(10)).await;
-            continue;
-        }
-        loop {
-            match batch(fd) {
-                Ok(n) if n == BATCH => glommio::yield_if_needed().await,
-                Ok(_) => break,
-                Err(_) => {
-                    glommio::timer::sleep(Duration::from_millis(10)).await;
-                    break;
-                }
-            }
         }
     }
 }

@@ -52,6 +52,10 @@ fn compare_quick_prints_every_row() {
         .arg(root.join("perf-scripts/compare.sh"))
         .arg("--quick")
         .env("OUT", &out_dir)
+        // Outside 10000-20999, where the other tests take their ports
+        // (`portico_tests::next_free_ports`), and below the ephemeral range: the
+        // benchmark's sockets lingering after it cannot collide with a later test.
+        .env("BASE_PORT", "23100")
         .current_dir(&root)
         .output()
         .expect("run compare.sh");

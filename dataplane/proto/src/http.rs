@@ -1141,7 +1141,6 @@ fn hex_digit(b: u8) -> Option<u8> {
     }
 }
 
-/// What the proxy adds to a forwarded request.
 /// Fields that only concern one connection (RFC 9110 §7.6.1), never forwarded as
 /// sent (`Upgrade` is, for an upgrade request).
 const HOP_BY_HOP: [&[u8]; 4] = [b"connection", b"keep-alive", b"proxy-connection", b"te"];
@@ -1160,6 +1159,7 @@ const NEVER_DROPPED: [&[u8]; 4] = [
 /// fields are forwarded).
 pub const MAX_CONNECTION_OPTIONS: usize = 16;
 
+/// What the proxy adds to a forwarded request.
 #[derive(Debug, Clone, Copy)]
 pub struct ForwardInfo<'a> {
     /// The client's address, appended to `X-Forwarded-For`.
@@ -1215,19 +1215,16 @@ pub fn write_forward_head(
         b" HTTP/1.1\r\n"
     });
 
-    let is_xff = |name: &[u8]| name.eq_ignore_ascii_case(b"x-forwarded-for");
-    let last_xff = field_lines(head_bytes)
-        .enumerate()
-        .filter(|(_, (name, _))| is_xff(name))
-        .last();
-    let last_xff = last_xff.map(|(i, _)| i);
-
-    // The options of every Connection line, up to a bound (a hostile list cannot
-    // make the per-field check below quadratic).
+    // One pass for the last X-Forwarded-For line and the options of every
+    // Connection line, these up to a bound (a hostile list cannot make the per-field
+    // check below quadratic).
+    let mut last_xff = None;
     let mut named: [&[u8]; MAX_CONNECTION_OPTIONS] = [&[]; MAX_CONNECTION_OPTIONS];
     let mut n_named = 0;
-    for (name, value) in field_lines(head_bytes) {
-        if name.eq_ignore_ascii_case(b"connection") {
+    for (i, (name, value)) in field_lines(head_bytes).enumerate() {
+        if name.eq_ignore_ascii_case(b"x-forwarded-for") {
+            last_xff = Some(i);
+        } else if name.eq_ignore_ascii_case(b"connection") {
             for option in list_elements(value) {
                 if let Some(slot) = named.get_mut(n_named) {
                     *slot = option;
